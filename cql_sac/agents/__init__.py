@@ -1,0 +1,1 @@
+"""CQL-SAC agents."""

@@ -1,0 +1,1 @@
+"""D4RL datasets in RLDS/TFDS form: registry, loading, writing, validation, Reverb replay."""
