@@ -1,0 +1,876 @@
+"""Conservative Q-Learning (CQL-SAC) agent for continuous control.
+
+Implements CQL(H) of Kumar et al. 2020, "Conservative Q-Learning for Offline
+Reinforcement Learning" (NeurIPS), on top of TF-Agents' `SacAgent` (Haarnoja et
+al. 2018): the soft actor-critic losses plus the conservative regularizer of eq. 4,
+estimated with the importance-sampled log-sum-exp of Appendix F, and the
+Lagrange (dual gradient descent) variant of eq. 24 for the regularizer's weight.
+
+The constructor takes the same arguments, in the same order and with the same
+defaults, as `tf_agents.agents.cql.cql_sac_agent.CqlSacAgent` (tf-agents 0.19.0),
+and `LossInfo.extra` is a `CqlSacLossInfo` with the same field names, so existing
+gin files and TensorBoard dashboards carry over. Known defects of that reference
+are fixed behind explicit arguments whose defaults keep its behaviour
+(`per_dimension_uniform_log_density`, `reward_noise_is_variance`,
+`log_cql_alpha_straight_through`); `agent.loss()` works (it raises `TypeError` in
+the reference), and the CQL term is averaged over the global batch, so a
+`MirroredStrategy` with R replicas no longer over-weights it R times.
+
+Notation used in the docstrings: B = batch size, N = `num_cql_samples`,
+A = action dimension, T = `softmax_temperature`, α = SAC temperature
+`exp(log_alpha)`, α' = CQL weight (`cql_alpha`), Q1/Q2 the online critics,
+Q̄1/Q̄2 their target copies.
+
+Randomness: every draw (next-state actions for the TD target, CQL policy and
+uniform samples, actor and α-loss samples, reward noise) is a stateless draw
+seeded by (`random_seed`, train step, replica id, purpose). A run is therefore
+reproducible, resumes with the same stream after a checkpoint restore, and a
+fused multi-step learner draws exactly what single `train()` calls draw.
+"""
+
+from typing import NamedTuple, Optional, Sequence, Tuple
+
+import gin
+import numpy as np
+import tensorflow as tf
+from tf_agents.agents import tf_agent
+from tf_agents.agents.sac import sac_agent
+from tf_agents.policies import actor_policy
+from tf_agents.specs import tensor_spec
+from tf_agents.utils import common
+from tf_agents.utils import object_identity
+
+
+class CqlSacLossInfo(NamedTuple):
+  """Per-step loss terms of `CqlSacAgent`, the `extra` of its `LossInfo`.
+
+  Field names and meanings match tf_agents' `CqlSacLossInfo`. All are float32
+  scalars.
+
+  Attributes:
+    critic_loss: TD (Bellman) loss of both critics times `critic_loss_weight`.
+    actor_loss: Actor loss times `actor_loss_weight` (BC loss during warm-up).
+    alpha_loss: SAC temperature loss times `alpha_loss_weight`.
+    cql_loss: Unweighted CQL gap, E_s[logsumexp_a Q(s,a)] − E_D[Q(s,a)], averaged
+      over the two critics (Kumar et al. 2020, eq. 4 with Appendix F).
+    cql_alpha: The CQL weight α' used in this step's critic objective.
+    cql_alpha_loss: Lagrange loss −α'·(cql_loss − cql_tau) (eq. 24); 0 without
+      Lagrange.
+  """
+  critic_loss: tf.Tensor
+  actor_loss: tf.Tensor
+  alpha_loss: tf.Tensor
+  cql_loss: tf.Tensor
+  cql_alpha: tf.Tensor
+  cql_alpha_loss: tf.Tensor
+
+
+class CqlSamples(NamedTuple):
+  """Actions at which the CQL log-sum-exp is estimated (Appendix F).
+
+  Attributes:
+    policy_actions: float32 [B, N, A], a ~ π(·|s) for each state of the batch.
+    policy_log_probs: float32 [B, N], log π(a|s) of those actions (tanh-squashed
+      density including the Jacobian, summed over A).
+    uniform_actions: float32 [B, N, A], a ~ Uniform(action_spec bounds).
+  """
+  policy_actions: tf.Tensor
+  policy_log_probs: tf.Tensor
+  uniform_actions: tf.Tensor
+
+
+class _CriticTerms(NamedTuple):
+  """Critic-step quantities shared by `_train` and `_loss` (scalars float32)."""
+  objective: tf.Tensor  # What the critic optimizer minimizes.
+  critic_loss: tf.Tensor  # critic_loss_weight · L_TD.
+  cql_loss: tf.Tensor
+  cql_alpha: tf.Tensor
+
+
+# Purposes folded into the stateless seed, one per independent random draw.
+_SEED_TD_NEXT_ACTION = 1
+_SEED_CQL_POLICY = 2
+_SEED_CQL_UNIFORM = 3
+_SEED_ACTOR = 4
+_SEED_ALPHA = 5
+_SEED_REWARD_NOISE = 6
+
+
+def _positive_number(name: str, value) -> None:
+  """Raises ValueError unless `value` (a number or variable) is > 0."""
+  number = float(value.numpy() if hasattr(value, 'numpy') else value)
+  if not number > 0:
+    raise ValueError(
+        f'{name} must be > 0, got {number}. Pass a positive float.')
+
+
+@gin.configurable
+class CqlSacAgent(sac_agent.SacAgent):
+  """A CQL(H) agent: SAC with the conservative critic regularizer.
+
+  One `train()` step, in this order (the order of tf_agents' CqlSacAgent):
+    1. Critic: minimize `critic_loss_weight·L_TD + α'·cql_loss` over Q1 and Q2
+       (only `α'·cql_loss` in `bc_debug_mode`).
+    2. Actor: minimize `actor_loss_weight · actor_loss` with the updated critics;
+       behaviour cloning for the first `num_bc_steps` steps.
+    3. SAC α: minimize `alpha_loss_weight · alpha_loss` (inherited from SacAgent).
+    4. Lagrange α' (if `use_lagrange_cql_alpha`): minimize
+       −α'·(cql_loss − cql_tau) over `log_cql_alpha`, with the cql_loss of step 1.
+    5. Summaries, `train_step_counter += 1`, Polyak update of the target critics.
+
+  Experience is a `Trajectory` with outer dims [B, 2] (or a `Transition` [B]),
+  as for `SacAgent`. Only feed-forward (stateless) networks are supported.
+  """
+
+  def __init__(
+      self,
+      time_step_spec,
+      action_spec,
+      critic_network,
+      actor_network,
+      actor_optimizer,
+      critic_optimizer,
+      alpha_optimizer,
+      cql_alpha,
+      num_cql_samples: int,
+      include_critic_entropy_term: bool,
+      use_lagrange_cql_alpha: bool,
+      cql_alpha_learning_rate=1e-4,
+      cql_tau=10.0,
+      random_seed: Optional[int] = None,
+      reward_noise_variance=0.0,
+      num_bc_steps: int = 0,
+      actor_loss_weight=1.0,
+      critic_loss_weight=0.5,
+      alpha_loss_weight=1.0,
+      actor_policy_ctor=actor_policy.ActorPolicy,
+      critic_network_2=None,
+      target_critic_network=None,
+      target_critic_network_2=None,
+      target_update_tau=1.0,
+      target_update_period=1,
+      td_errors_loss_fn=tf.math.squared_difference,
+      gamma=1.0,
+      reward_scale_factor=1.0,
+      initial_log_alpha=0.0,
+      use_log_alpha_in_alpha_loss: bool = True,
+      target_entropy=None,
+      gradient_clipping=None,
+      log_cql_alpha_clipping: Optional[Tuple[float, float]] = None,
+      softmax_temperature=1.0,
+      bc_debug_mode: bool = False,
+      debug_summaries: bool = False,
+      summarize_grads_and_vars: bool = False,
+      train_step_counter: Optional[tf.Variable] = None,
+      name: Optional[str] = None,
+      per_dimension_uniform_log_density: bool = False,
+      reward_noise_is_variance: bool = False,
+      log_cql_alpha_straight_through: bool = False,
+  ):
+    """Creates the agent.
+
+    Args:
+      time_step_spec: `TimeStep` spec of the environment/dataset.
+      action_spec: A single float `BoundedTensorSpec` of rank 1, shape [A].
+      critic_network: Feed-forward network mapping (observation [B, ...],
+        action [B, A]) to Q [B]. Copied for the second critic and the targets.
+      actor_network: Feed-forward network mapping observations to an action
+        distribution (e.g. `ActorDistributionNetwork` with
+        `TanhNormalProjectionNetwork`).
+      actor_optimizer: Optimizer for the actor variables.
+      critic_optimizer: Optimizer for the union of Q1 and Q2 variables.
+      alpha_optimizer: Optimizer for the SAC `log_alpha`.
+      cql_alpha: CQL weight α'. A float or a `tf.Variable` (re-read every step)
+        without Lagrange; the initial value (> 0) of α' with Lagrange.
+      num_cql_samples: N, the number of policy samples and of uniform samples
+        per state in the log-sum-exp (2N in all). Integer >= 1.
+      include_critic_entropy_term: If True the TD target includes −α·log π(a'|s')
+        (standard SAC); if False it does not (CQL's "deterministic backup").
+      use_lagrange_cql_alpha: Learn α' by dual gradient descent (eq. 24).
+      cql_alpha_learning_rate: Learning rate of the Adam optimizer for
+        `log_cql_alpha` (Lagrange only).
+      cql_tau: Lagrange threshold τ on `cql_loss` (Lagrange only), in the units
+        of Q (reward units times the horizon).
+      random_seed: Seed of every random draw of the agent. If None, a seed is
+        drawn from TF's global generator (so `tf.random.set_seed` applies).
+      reward_noise_variance: If > 0, Gaussian noise is added to the dataset
+        reward in the TD target. As in tf_agents the value is used as the
+        noise's standard deviation unless `reward_noise_is_variance=True`.
+      num_bc_steps: For train steps 0..num_bc_steps−1 the actor loss is
+        α·log π(a|s) − log π(a_data|s) (behaviour cloning warm-up).
+      actor_loss_weight: Multiplies the actor loss.
+      critic_loss_weight: Multiplies the TD loss only (not the CQL term).
+      alpha_loss_weight: Multiplies the SAC α loss.
+      actor_policy_ctor: Policy class wrapping `actor_network`.
+      critic_network_2: Second critic; a copy of `critic_network` if None.
+      target_critic_network: Target of critic 1; a copy if None.
+      target_critic_network_2: Target of critic 2; a copy if None.
+      target_update_tau: Polyak factor τ: w̄ ← (1−τ)·w̄ + τ·w.
+      target_update_period: Update the targets every this many train steps.
+      td_errors_loss_fn: Elementwise TD loss, f(y, Q) -> [B].
+      gamma: Discount γ (the reference's default is 1.0).
+      reward_scale_factor: Multiplies the (noisy) reward in the TD target.
+      initial_log_alpha: Initial SAC log α.
+      use_log_alpha_in_alpha_loss: α loss uses log α (True) or α (False).
+      target_entropy: SAC target entropy; −A/2 if None (SacAgent's default).
+      gradient_clipping: Per-variable gradient-norm clip for every optimizer.
+      log_cql_alpha_clipping: (min, max) clip of log α' when it is read
+        (Lagrange only). The variable itself is not clipped.
+      softmax_temperature: T > 0. Q is multiplied by T inside the log-sum-exp
+        and the result divided by T.
+      bc_debug_mode: Train the critic on α'·cql_loss only (TD loss reported but
+        not optimized); cql_loss should fall towards its minimum.
+      debug_summaries: Write the extra summaries (Q at policy, uniform and data
+        actions; SAC's critic, actor and α tensor summaries).
+      summarize_grads_and_vars: Write gradient and variable summaries.
+      train_step_counter: int64 variable incremented once per `train()`.
+      name: Name of the `tf.Module`.
+      per_dimension_uniform_log_density: Fix for per-dimension action bounds.
+        If True, log Uniform(a) = −Σ_i log(max_i − min_i) over the A dimensions.
+        If False (tf_agents' formula), A·Σ(−log(max − min)) over the spec's
+        bound array, which is correct only when the bounds are scalars.
+      reward_noise_is_variance: If True, the noise standard deviation is
+        sqrt(reward_noise_variance), as the name says; False keeps tf_agents'
+        use of the value as the standard deviation.
+      log_cql_alpha_straight_through: If True, the clip of log α' passes the
+        gradient straight through, so the Lagrange variable can return into the
+        clip range; False keeps tf_agents' zero gradient outside the range.
+
+    Raises:
+      ValueError: If the action spec is not a single float `BoundedTensorSpec`
+        of rank 1, if `num_cql_samples < 1`, `softmax_temperature <= 0`,
+        `cql_alpha <= 0` with `use_lagrange_cql_alpha`, if
+        `log_cql_alpha_clipping` is not (min, max) with min <= max, or if a
+        network is recurrent (has a non-empty `state_spec`).
+    """
+    _validate_action_spec(action_spec)
+    if isinstance(num_cql_samples, bool) or not isinstance(
+        num_cql_samples, (int, np.integer)) or num_cql_samples < 1:
+      raise ValueError(
+          f'num_cql_samples must be an integer >= 1, got {num_cql_samples!r}. '
+          'It is the number of policy (and of uniform) action samples per '
+          'state; 10 is the paper\'s value.')
+    _positive_number('softmax_temperature', softmax_temperature)
+    if use_lagrange_cql_alpha:
+      try:
+        _positive_number('cql_alpha', cql_alpha)
+      except ValueError as e:
+        raise ValueError(
+            f'{e} With use_lagrange_cql_alpha=True, cql_alpha is the initial '
+            'value of exp(log_cql_alpha).') from None
+    if log_cql_alpha_clipping is not None and (
+        len(log_cql_alpha_clipping) != 2
+        or log_cql_alpha_clipping[0] > log_cql_alpha_clipping[1]):
+      raise ValueError(
+          'log_cql_alpha_clipping must be a (min, max) pair with min <= max, '
+          f'got {log_cql_alpha_clipping!r}.')
+    for net_name, net in (('critic_network', critic_network),
+                          ('actor_network', actor_network)):
+      if net is not None and tf.nest.flatten(net.state_spec):
+        raise ValueError(
+            f'{net_name} is recurrent (state_spec={net.state_spec}); '
+            'CqlSacAgent supports feed-forward networks only. Use e.g. '
+            'tf_agents.agents.ddpg.critic_network.CriticNetwork and '
+            'ActorDistributionNetwork.')
+
+    super().__init__(
+        time_step_spec=time_step_spec,
+        action_spec=action_spec,
+        critic_network=critic_network,
+        actor_network=actor_network,
+        actor_optimizer=actor_optimizer,
+        critic_optimizer=critic_optimizer,
+        alpha_optimizer=alpha_optimizer,
+        actor_loss_weight=actor_loss_weight,
+        critic_loss_weight=critic_loss_weight,
+        alpha_loss_weight=alpha_loss_weight,
+        actor_policy_ctor=actor_policy_ctor,
+        critic_network_2=critic_network_2,
+        target_critic_network=target_critic_network,
+        target_critic_network_2=target_critic_network_2,
+        target_update_tau=target_update_tau,
+        target_update_period=target_update_period,
+        td_errors_loss_fn=td_errors_loss_fn,
+        gamma=gamma,
+        reward_scale_factor=reward_scale_factor,
+        initial_log_alpha=initial_log_alpha,
+        use_log_alpha_in_alpha_loss=use_log_alpha_in_alpha_loss,
+        target_entropy=target_entropy,
+        gradient_clipping=gradient_clipping,
+        debug_summaries=debug_summaries,
+        summarize_grads_and_vars=summarize_grads_and_vars,
+        train_step_counter=train_step_counter,
+        name=name,
+    )
+    self._use_lagrange_cql_alpha = use_lagrange_cql_alpha
+    if use_lagrange_cql_alpha:
+      self._log_cql_alpha = tf.Variable(
+          tf.math.log(tf.cast(tf.convert_to_tensor(cql_alpha), tf.float32)),
+          trainable=True, name='log_cql_alpha')
+      self._cql_tau = cql_tau
+      self._cql_alpha_optimizer = tf.keras.optimizers.Adam(
+          learning_rate=cql_alpha_learning_rate)
+    else:
+      self._cql_alpha = cql_alpha
+    self._num_cql_samples = int(num_cql_samples)
+    self._include_critic_entropy_term = include_critic_entropy_term
+    self._reward_noise_variance = reward_noise_variance
+    self._reward_noise_is_variance = reward_noise_is_variance
+    self._num_bc_steps = num_bc_steps
+    self._log_cql_alpha_clipping = log_cql_alpha_clipping
+    self._log_cql_alpha_straight_through = log_cql_alpha_straight_through
+    self._softmax_temperature = softmax_temperature
+    self._bc_debug_mode = bc_debug_mode
+    self._uniform_log_density = _uniform_log_density(
+        action_spec, per_dimension_uniform_log_density)
+    if random_seed is None:
+      random_seed = tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int64)
+    self._random_seed = tf.Variable(
+        tf.cast(random_seed, tf.int64), trainable=False, dtype=tf.int64,
+        name='random_seed')
+
+  # ---------------------------------------------------------------------------
+  # Random draws: the seam through which tests inject fixed samples.
+
+  def _seed(self, purpose: int) -> tf.Tensor:
+    """Stateless seed, int32 [2], for one draw of this train step.
+
+    Depends on the agent's `random_seed`, `train_step_counter`, the replica id
+    under a `tf.distribute` strategy, and `purpose`.
+    """
+    replica_id = tf.distribute.get_replica_context()
+    replica_id = (replica_id.replica_id_in_sync_group
+                  if replica_id is not None else 0)
+    seed = tf.stack([tf.cast(self._random_seed, tf.int32),
+                     tf.cast(self.train_step_counter, tf.int32)])
+    seed = tf.random.experimental.stateless_fold_in(seed, replica_id)
+    return tf.random.experimental.stateless_fold_in(seed, purpose)
+
+  def _sample_actions(self, distribution, sample_shape, purpose: int):
+    """Draws reparameterized actions from a policy distribution.
+
+    Args:
+      distribution: The policy's action distribution, batch shape [B].
+      sample_shape: `()` for one action per state, `(N,)` for N.
+      purpose: One of the `_SEED_*` constants.
+
+    Returns:
+      float32 actions of shape sample_shape + [B, A].
+    """
+    return distribution.sample(sample_shape, seed=self._seed(purpose))
+
+  def _sample_uniform_actions(self, shape) -> tf.Tensor:
+    """Draws float32 actions of `shape` [..., A] uniformly within the spec."""
+    return tf.random.stateless_uniform(
+        shape, seed=self._seed(_SEED_CQL_UNIFORM),
+        minval=self._action_spec.minimum, maxval=self._action_spec.maximum,
+        dtype=self._action_spec.dtype)
+
+  def _sample_reward_noise(self, shape) -> tf.Tensor:
+    """Draws float32 N(0, 1) noise of `shape` [B] for the TD-target reward."""
+    return tf.random.stateless_normal(shape, seed=self._seed(_SEED_REWARD_NOISE))
+
+  def _actions_and_log_probs(self, time_steps, training=False,
+                             purpose: int = _SEED_ALPHA):
+    """Samples a ~ π(·|s) and log π(a|s); overrides SacAgent's (seeded draws).
+
+    Args:
+      time_steps: `TimeStep` with outer dim [B].
+      training: Use the training-mode policy (actor loss) if True.
+      purpose: Seed purpose; the inherited `alpha_loss` uses the default.
+
+    Returns:
+      (actions float32 [B, A], log_probs float32 [B]).
+    """
+    distribution = self._action_distribution(time_steps, training)
+    actions = self._sample_actions(distribution, (), purpose)
+    return actions, common.log_probability(distribution, actions,
+                                           self.action_spec)
+
+  def _action_distribution(self, time_steps, training: bool):
+    """The policy's action distribution at `time_steps` (batch shape [B])."""
+    policy = self._train_policy if training else self._policy
+    return policy.distribution(time_steps, policy_state=()).action
+
+  # ---------------------------------------------------------------------------
+  # Loss terms.
+
+  def sample_cql_actions(self, time_steps) -> CqlSamples:
+    """Draws the N policy and N uniform actions per state (Appendix F).
+
+    The policy is used in inference mode (training=False); no gradient reaches
+    the actor through these samples because only critic variables are trained
+    on the CQL term.
+
+    Args:
+      time_steps: `TimeStep` with outer dim [B].
+
+    Returns:
+      `CqlSamples` with [B, N, A] actions and [B, N] log-probabilities.
+    """
+    n = self._num_cql_samples
+    distribution = self._action_distribution(time_steps, training=False)
+    policy_actions = self._sample_actions(distribution, (n,), _SEED_CQL_POLICY)
+    log_probs = common.log_probability(
+        distribution, policy_actions, self.action_spec)  # [N, B]
+    batch_size = tf.shape(log_probs)[1]
+    action_dim = self._action_spec.shape[-1]
+    uniform_actions = self._sample_uniform_actions(
+        tf.stack([batch_size, n, action_dim]))
+    return CqlSamples(
+        policy_actions=tf.transpose(policy_actions, [1, 0, 2]),
+        policy_log_probs=tf.transpose(log_probs),
+        uniform_actions=uniform_actions)
+
+  def _q_at_data_and_samples(self, critic, time_steps, actions,
+                             samples: CqlSamples, training: bool):
+    """Evaluates one critic at dataset and sampled actions in a single call.
+
+    The critic sees B + 2·B·N rows (dataset actions, then policy samples, then
+    uniform samples, each state repeated N times), so every layer is one large
+    matmul instead of three.
+
+    Returns:
+      (q_data [B], q_policy [B, N], q_uniform [B, N]), float32.
+    """
+    n = self._num_cql_samples
+    action_dim = self._action_spec.shape[-1]
+    repeat = lambda x: tf.repeat(x, n, axis=0)  # s0,s0,...,s1,s1,... [B·N]
+    observations = tf.nest.map_structure(
+        lambda o: tf.concat([o, repeat(o), repeat(o)], axis=0),
+        time_steps.observation)
+    step_types = tf.concat(
+        [time_steps.step_type, repeat(time_steps.step_type),
+         repeat(time_steps.step_type)], axis=0)
+    all_actions = tf.concat([
+        actions,
+        tf.reshape(samples.policy_actions, [-1, action_dim]),
+        tf.reshape(samples.uniform_actions, [-1, action_dim]),
+    ], axis=0)
+    q, _ = critic((observations, all_actions), step_type=step_types,
+                  training=training)
+    batch_size = tf.shape(actions)[0]
+    q_data = q[:batch_size]
+    q_policy, q_uniform = tf.split(
+        tf.reshape(q[batch_size:], [2, batch_size, n]), 2, axis=0)
+    return q_data, q_policy[0], q_uniform[0]
+
+  def _cql_gap(self, q_data, q_policy, q_uniform, policy_log_probs):
+    """Per-state CQL(H) gap of one critic (Kumar et al. 2020, eq. 4, App. F).
+
+      lse(s) = (1/T)·log[ Σ_j exp(T·Q(s,a^π_j) − log π(a^π_j|s))
+                          + Σ_j exp(T·Q(s,a^u_j) − log U(a^u_j)) ]
+      gap(s) = lse(s) − Q(s, a_data)
+
+    As in tf_agents (and the authors' code) there is no −log(2N) term, so the
+    gap is offset by log(2N)/T from a normalized importance-sampling estimate.
+
+    Args:
+      q_data: float32 [B], Q at dataset actions.
+      q_policy: float32 [B, N], Q at policy samples.
+      q_uniform: float32 [B, N], Q at uniform samples.
+      policy_log_probs: float32 [B, N], log π of the policy samples.
+
+    Returns:
+      float32 [B].
+    """
+    temperature = tf.cast(self._softmax_temperature, tf.float32)
+    terms = tf.concat([
+        temperature * q_policy - policy_log_probs,
+        temperature * q_uniform - self._uniform_log_density,
+    ], axis=1)
+    return tf.reduce_logsumexp(terms, axis=1) / temperature - q_data
+
+  def _cql_loss_from_gaps(self, gap_1, gap_2):
+    """Mean of the two critics' gaps over the global batch, float32 scalar."""
+    return common.aggregate_losses(
+        per_example_loss=(gap_1 + gap_2) / 2.0).total_loss
+
+  def cql_loss(self, time_steps, actions, training: bool = False,
+               samples: Optional[CqlSamples] = None) -> tf.Tensor:
+    """Computes the CQL regularizer (unweighted) for a batch.
+
+    Args:
+      time_steps: `TimeStep` with outer dim [B] (the states s).
+      actions: float32 [B, A], the dataset actions.
+      training: Passed to the critics.
+      samples: Optional `CqlSamples`; drawn with `sample_cql_actions` if None.
+
+    Returns:
+      float32 scalar: ½·Σ_k E_B[lse_k(s) − Q_k(s, a_data)].
+    """
+    if samples is None:
+      samples = self.sample_cql_actions(time_steps)
+    gaps = []
+    for critic in (self._critic_network_1, self._critic_network_2):
+      q_data, q_policy, q_uniform = self._q_at_data_and_samples(
+          critic, time_steps, actions, samples, training)
+      gaps.append(self._cql_gap(q_data, q_policy, q_uniform,
+                                samples.policy_log_probs))
+    return self._cql_loss_from_gaps(*gaps)
+
+  def _td_targets(self, next_time_steps, gamma, reward_scale_factor):
+    """Soft Bellman targets y [B] (stop-gradient), float32.
+
+      y = reward_scale·(r + ε) + γ·d·[min_k Q̄_k(s', a') − α·log π(a'|s')]
+
+    with a' ~ π(·|s'), the entropy term only if `include_critic_entropy_term`,
+    and ε ~ N(0, σ²) only if `reward_noise_variance` > 0 (σ per
+    `reward_noise_is_variance`).
+    """
+    next_actions, next_log_pis = self._actions_and_log_probs(
+        next_time_steps, training=False, purpose=_SEED_TD_NEXT_ACTION)
+    target_input = (next_time_steps.observation, next_actions)
+    target_q1, _ = self._target_critic_network_1(
+        target_input, step_type=next_time_steps.step_type, training=False)
+    target_q2, _ = self._target_critic_network_2(
+        target_input, step_type=next_time_steps.step_type, training=False)
+    target_q = tf.minimum(target_q1, target_q2)
+    if self._include_critic_entropy_term:
+      target_q -= tf.exp(self._log_alpha) * next_log_pis
+    rewards = next_time_steps.reward
+    noise = self._reward_noise_variance
+    if isinstance(noise, tf.Variable) or noise > 0:
+      stddev = tf.cast(noise, tf.float32)
+      if self._reward_noise_is_variance:
+        stddev = tf.sqrt(stddev)
+      rewards = rewards + stddev * self._sample_reward_noise(tf.shape(rewards))
+    return tf.stop_gradient(
+        reward_scale_factor * rewards
+        + gamma * next_time_steps.discount * target_q)
+
+  def _td_loss(self, q_1, q_2, td_targets, td_errors_loss_fn, weights):
+    """L_TD = E_B[f(y, Q1) + f(y, Q2)] + critic regularization, scalar."""
+    per_example = (td_errors_loss_fn(td_targets, q_1)
+                   + td_errors_loss_fn(td_targets, q_2))
+    if self._debug_summaries:
+      common.generate_tensor_summaries(
+          'td_errors', tf.concat([td_targets - q_1, td_targets - q_2], 0),
+          self.train_step_counter)
+      common.generate_tensor_summaries('td_targets', td_targets,
+                                       self.train_step_counter)
+      common.generate_tensor_summaries('pred_td_targets1', q_1,
+                                       self.train_step_counter)
+      common.generate_tensor_summaries('pred_td_targets2', q_2,
+                                       self.train_step_counter)
+    return common.aggregate_losses(
+        per_example_loss=per_example, sample_weight=weights,
+        regularization_loss=(self._critic_network_1.losses
+                             + self._critic_network_2.losses)).total_loss
+
+  def critic_loss(self, time_steps, actions, next_time_steps,
+                  td_errors_loss_fn=tf.math.squared_difference, gamma=1.0,
+                  reward_scale_factor=1.0, weights=None, training=False):
+    """Computes the TD (Bellman) loss of both critics, without CQL.
+
+    Same signature and meaning as `SacAgent.critic_loss` (not multiplied by
+    `critic_loss_weight`), with this agent's entropy switch and reward noise.
+
+    Args:
+      time_steps: `TimeStep` [B] (s).
+      actions: float32 [B, A] dataset actions.
+      next_time_steps: `TimeStep` [B] (s', reward r, discount d).
+      td_errors_loss_fn: Elementwise loss f(y, Q).
+      gamma: Discount.
+      reward_scale_factor: Reward multiplier.
+      weights: Optional per-example weights [B] or scalar.
+      training: Passed to the online critics.
+
+    Returns:
+      float32 scalar E_B[f(y, Q1(s,a)) + f(y, Q2(s,a))].
+    """
+    td_targets = self._td_targets(next_time_steps, gamma, reward_scale_factor)
+    critic_input = (time_steps.observation, actions)
+    q_1, _ = self._critic_network_1(
+        critic_input, step_type=time_steps.step_type, training=training)
+    q_2, _ = self._critic_network_2(
+        critic_input, step_type=time_steps.step_type, training=training)
+    return self._td_loss(q_1, q_2, td_targets, td_errors_loss_fn, weights)
+
+  def _critic_terms(self, time_steps, actions, next_time_steps, weights,
+                    training: bool) -> _CriticTerms:
+    """The critic objective of one step, with one forward pass per critic."""
+    td_targets = self._td_targets(next_time_steps, self._gamma,
+                                  self._reward_scale_factor)
+    samples = self.sample_cql_actions(time_steps)
+    q_data, gaps = [], []
+    for i, critic in enumerate(
+        (self._critic_network_1, self._critic_network_2), start=1):
+      q, q_policy, q_uniform = self._q_at_data_and_samples(
+          critic, time_steps, actions, samples, training)
+      q_data.append(q)
+      gaps.append(self._cql_gap(q, q_policy, q_uniform,
+                                samples.policy_log_probs))
+      if self._debug_summaries:
+        with tf.name_scope('cql_loss'):
+          step = self.train_step_counter
+          tf.compat.v2.summary.scalar(f'q_estimates{i}',
+                                      tf.reduce_mean(q_policy), step=step)
+          tf.compat.v2.summary.scalar(f'q_uniform{i}',
+                                      tf.reduce_mean(q_uniform), step=step)
+          tf.compat.v2.summary.scalar(f'q_original{i}', tf.reduce_mean(q),
+                                      step=step)
+    critic_loss = self._critic_loss_weight * self._td_loss(
+        q_data[0], q_data[1], td_targets, self._td_errors_loss_fn, weights)
+    cql_loss = self._cql_loss_from_gaps(*gaps)
+    cql_alpha = self._get_cql_alpha()
+    objective = cql_alpha * cql_loss
+    if not self._bc_debug_mode:
+      objective += critic_loss
+    _check_finite(critic_loss, 'critic_loss')
+    _check_finite(cql_loss, 'cql_loss')
+    return _CriticTerms(objective, critic_loss, cql_loss, cql_alpha)
+
+  def actor_loss(self, time_steps, actions, weights=None, training=True):
+    """Computes the actor loss, with behaviour cloning during warm-up.
+
+      BC (train step < num_bc_steps): E_B[α·log π(a|s) − log π(a_data|s)]
+      otherwise (SAC):                E_B[α·log π(a|s) − min_k Q_k(s, a)]
+
+    with a ~ π(·|s) reparameterized, α and the critics held fixed (CQL paper
+    Appendix F, "policy_eval_start"; Haarnoja et al. 2018, eq. 7).
+
+    Args:
+      time_steps: `TimeStep` [B].
+      actions: float32 [B, A] dataset actions (used by the BC loss).
+      weights: Optional per-example weights.
+      training: Use the training-mode policy.
+
+    Returns:
+      float32 scalar (not multiplied by `actor_loss_weight`).
+    """
+    with tf.name_scope('actor_loss'):
+      distribution = self._action_distribution(time_steps, training)
+      sampled_actions = self._sample_actions(distribution, (), _SEED_ACTOR)
+      log_pi = common.log_probability(distribution, sampled_actions,
+                                      self.action_spec)
+
+      def min_q():
+        critic_input = (time_steps.observation, sampled_actions)
+        q_1, _ = self._critic_network_1(
+            critic_input, step_type=time_steps.step_type, training=False)
+        q_2, _ = self._critic_network_2(
+            critic_input, step_type=time_steps.step_type, training=False)
+        return tf.minimum(q_1, q_2)
+
+      def data_log_prob():
+        return common.log_probability(distribution, actions, self.action_spec)
+
+      if self._num_bc_steps > 0:
+        target = tf.cond(self.train_step_counter < self._num_bc_steps,
+                         data_log_prob, min_q)
+      else:
+        target = min_q()
+      per_example = tf.exp(self._log_alpha) * log_pi - target
+      loss = common.aggregate_losses(
+          per_example_loss=per_example, sample_weight=weights,
+          regularization_loss=self._actor_network.losses).total_loss
+      self._actor_loss_debug_summaries(loss, sampled_actions, log_pi, target,
+                                       time_steps)
+      return loss
+
+  def _get_cql_alpha(self) -> tf.Tensor:
+    """α' as a float32 scalar: exp(clip(log_cql_alpha)) with Lagrange."""
+    if not self._use_lagrange_cql_alpha:
+      return tf.cast(tf.convert_to_tensor(self._cql_alpha), tf.float32)
+    log_alpha = tf.convert_to_tensor(self._log_cql_alpha)
+    if self._log_cql_alpha_clipping is not None:
+      clipped = tf.clip_by_value(log_alpha, *self._log_cql_alpha_clipping)
+      if self._log_cql_alpha_straight_through:
+        clipped = log_alpha + tf.stop_gradient(clipped - log_alpha)
+      log_alpha = clipped
+    return tf.exp(log_alpha)
+
+  def cql_alpha_loss(self, cql_loss) -> tf.Tensor:
+    """Lagrange loss for α' (Kumar et al. 2020, eq. 24), float32 scalar.
+
+      L(α') = −α'·(cql_loss − τ)
+
+    Minimizing it over log α' raises α' while the gap exceeds τ and lowers it
+    otherwise. Under a strategy with R replicas each replica's `cql_loss` is its
+    1/R share of the global mean, so τ is split the same way.
+
+    Args:
+      cql_loss: float32 scalar, the (stopped) CQL gap of this step.
+
+    Returns:
+      float32 scalar; gradients flow only into `log_cql_alpha`.
+
+    Raises:
+      ValueError: If the agent was built without `use_lagrange_cql_alpha`.
+    """
+    if not self._use_lagrange_cql_alpha:
+      raise ValueError('cql_alpha_loss needs use_lagrange_cql_alpha=True.')
+    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    tau = tf.cast(self._cql_tau, tf.float32) / num_replicas
+    return -self._get_cql_alpha() * (tf.stop_gradient(cql_loss) - tau)
+
+  # ---------------------------------------------------------------------------
+  # Training.
+
+  def _train(self, experience, weights):
+    """One CQL-SAC update (see the class docstring for the order).
+
+    Args:
+      experience: `Trajectory` [B, 2, ...] or `Transition` [B, ...].
+      weights: Optional per-example weights [B] or scalar.
+
+    Returns:
+      `LossInfo(loss=critic objective + actor_loss + alpha_loss,
+      extra=CqlSacLossInfo)`.
+
+    Raises:
+      tf.errors.InvalidArgumentError: If a loss is NaN or inf (names the loss).
+    """
+    time_steps, policy_steps, next_time_steps = self._as_transition(experience)
+    actions = policy_steps.action
+
+    critic_variables = list(object_identity.ObjectIdentitySet(
+        self._critic_network_1.trainable_variables
+        + self._critic_network_2.trainable_variables))
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(critic_variables)
+      critic = self._critic_terms(time_steps, actions, next_time_steps,
+                                  weights, training=True)
+    self._apply_gradients(tape.gradient(critic.objective, critic_variables),
+                          critic_variables, self._critic_optimizer)
+
+    actor_variables = self._actor_network.trainable_variables
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(actor_variables)
+      actor_loss = self._actor_loss_weight * self.actor_loss(
+          time_steps, actions, weights=weights, training=True)
+    _check_finite(actor_loss, 'actor_loss')
+    self._apply_gradients(tape.gradient(actor_loss, actor_variables),
+                          actor_variables, self._actor_optimizer)
+
+    alpha_variables = [self._log_alpha]
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(alpha_variables)
+      alpha_loss = self._alpha_loss_weight * self.alpha_loss(
+          time_steps, weights=weights, training=False)
+    _check_finite(alpha_loss, 'alpha_loss')
+    self._apply_gradients(tape.gradient(alpha_loss, alpha_variables),
+                          alpha_variables, self._alpha_optimizer)
+
+    cql_alpha_loss = tf.constant(0.0)
+    if self._use_lagrange_cql_alpha:
+      cql_alpha_variables = [self._log_cql_alpha]
+      with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(cql_alpha_variables)
+        cql_alpha_loss = self.cql_alpha_loss(critic.cql_loss)
+      self._apply_gradients(tape.gradient(cql_alpha_loss, cql_alpha_variables),
+                            cql_alpha_variables, self._cql_alpha_optimizer)
+
+    loss_info = self._loss_info(critic, actor_loss, alpha_loss, cql_alpha_loss)
+    self._write_loss_summaries(loss_info.extra)
+    self.train_step_counter.assign_add(1)
+    self._update_target()
+    return loss_info
+
+  def _loss(self, experience, weights=None, training: bool = False, **kwargs):
+    """All loss terms of `_train` without applying any update.
+
+    Fixes tf_agents' `CqlSacAgent.loss()`, which raises `TypeError` (and would
+    omit the CQL term). Draws the same samples `train()` would at this step.
+
+    Args:
+      experience: `Trajectory` [B, 2, ...] or `Transition` [B, ...].
+      weights: Optional per-example weights.
+      training: Passed to the networks.
+      **kwargs: Ignored (accepted for TFAgent.loss compatibility).
+
+    Returns:
+      `LossInfo` with the same fields as `train()`.
+    """
+    del kwargs
+    time_steps, policy_steps, next_time_steps = self._as_transition(experience)
+    actions = policy_steps.action
+    critic = self._critic_terms(time_steps, actions, next_time_steps, weights,
+                                training)
+    actor_loss = self._actor_loss_weight * self.actor_loss(
+        time_steps, actions, weights=weights, training=training)
+    alpha_loss = self._alpha_loss_weight * self.alpha_loss(
+        time_steps, weights=weights, training=False)
+    cql_alpha_loss = (self.cql_alpha_loss(critic.cql_loss)
+                      if self._use_lagrange_cql_alpha else tf.constant(0.0))
+    return self._loss_info(critic, actor_loss, alpha_loss, cql_alpha_loss)
+
+  @staticmethod
+  def _loss_info(critic: _CriticTerms, actor_loss, alpha_loss,
+                 cql_alpha_loss) -> tf_agent.LossInfo:
+    """Packs the step's losses; the total excludes `cql_alpha_loss`."""
+    return tf_agent.LossInfo(
+        loss=critic.objective + actor_loss + alpha_loss,
+        extra=CqlSacLossInfo(
+            critic_loss=critic.critic_loss, actor_loss=actor_loss,
+            alpha_loss=alpha_loss, cql_loss=critic.cql_loss,
+            cql_alpha=critic.cql_alpha, cql_alpha_loss=cql_alpha_loss))
+
+  def _write_loss_summaries(self, extra: CqlSacLossInfo) -> None:
+    """Scalars under Losses/ plus cql_alpha and sac_alpha (tf_agents' tags)."""
+    step = self.train_step_counter
+    with tf.name_scope('Losses'):
+      for name in ('critic_loss', 'actor_loss', 'alpha_loss', 'cql_loss'):
+        tf.compat.v2.summary.scalar(name, getattr(extra, name), step=step)
+      if self._use_lagrange_cql_alpha:
+        tf.compat.v2.summary.scalar('cql_alpha_loss', extra.cql_alpha_loss,
+                                    step=step)
+    tf.compat.v2.summary.scalar('cql_alpha', extra.cql_alpha, step=step)
+    tf.compat.v2.summary.scalar('sac_alpha', tf.exp(self._log_alpha),
+                                step=step)
+
+
+def _check_finite(loss: tf.Tensor, name: str) -> None:
+  """Raises InvalidArgumentError naming `name` if `loss` is NaN or inf."""
+  tf.debugging.check_numerics(
+      loss, f'CqlSacAgent: {name} is NaN or inf. Check the dataset for NaN/inf '
+      'rewards or observations, lower the learning rates, or normalize inputs.')
+
+
+def _validate_action_spec(action_spec) -> None:
+  """Raises ValueError unless `action_spec` is one rank-1 float bounded spec."""
+  flat = tf.nest.flatten(action_spec)
+  if len(flat) != 1:
+    raise ValueError(
+        f'action_spec must be a single BoundedTensorSpec, got {len(flat)} '
+        f'specs: {action_spec}. Concatenate the actions into one vector.')
+  spec = flat[0]
+  if not isinstance(spec, tensor_spec.BoundedTensorSpec):
+    raise ValueError(
+        f'action_spec must be bounded, got {spec}. CQL samples actions '
+        'uniformly within the bounds: use a BoundedTensorSpec with finite '
+        'minimum and maximum.')
+  if not tf.as_dtype(spec.dtype).is_floating:
+    raise ValueError(
+        f'action_spec must have a float dtype (continuous actions), got '
+        f'{spec.dtype}. Discrete actions are not supported by CQL-SAC.')
+  if len(spec.shape) != 1:
+    raise ValueError(
+        f'action_spec must have rank 1 (shape [A]), got shape {spec.shape}. '
+        'Flatten the action.')
+  bounds = np.stack(np.broadcast_arrays(spec.minimum, spec.maximum))
+  if not np.all(np.isfinite(bounds)) or np.any(bounds[1] <= bounds[0]):
+    raise ValueError(
+        f'action_spec bounds must be finite with minimum < maximum, got '
+        f'minimum={spec.minimum}, maximum={spec.maximum}.')
+
+
+def _uniform_log_density(action_spec, per_dimension: bool) -> float:
+  """log U(a) of the uniform proposal over the action box (a constant).
+
+  Args:
+    action_spec: The rank-1 bounded action spec, shape [A].
+    per_dimension: If True, −Σ_i log(max_i − min_i) over the A dimensions
+      (correct for any bounds). If False, tf_agents' A·Σ(−log(max − min)) over
+      the bound arrays as given, equal to the former only for scalar bounds.
+
+  Returns:
+    Python float, nats.
+  """
+  minimum = np.asarray(action_spec.minimum, np.float64)
+  maximum = np.asarray(action_spec.maximum, np.float64)
+  if per_dimension:
+    widths = np.broadcast_to(maximum - minimum, action_spec.shape)
+    return float(-np.sum(np.log(widths)))
+  return float(np.sum(-np.log(maximum - minimum)) * action_spec.shape[0])
