@@ -1,0 +1,516 @@
+r"""Trains CQL-SAC offline on a D4RL dataset and evaluates it in the real environment.
+
+    cql_sac_train_eval --root_dir=/tmp/cql/hopper-medium \
+      --env_name=hopper-medium-v2 --dataset_name=d4rl_mujoco_hopper/v2-medium \
+      --gin_file=configs/mujoco_medium.gin
+
+The script reads top to bottom: command-line flags, then `train_eval`, which
+  1. checks the output directory, the environment, the dataset (against the
+     environment's specs) and any checkpoint, before it writes anything;
+  2. pushes every transition of the dataset into a Reverb table sized to hold them all;
+  3. builds the networks and the CQL-SAC agent exactly as TF-Agents' kumar20 example;
+  4. trains with TF-Agents' Learner (TensorBoard under root_dir/train, checkpoints under
+     root_dir/train/checkpoints, SavedModel policies under root_dir/policies);
+  5. evaluates the greedy policy in the real environment at step 0, every
+     `eval_interval` steps and at the end (TensorBoard under root_dir/eval).
+Rerunning the same command resumes from the last checkpoint.
+
+Flags given on the command line override gin bindings of `train_eval`, which override
+its defaults. Every other hyperparameter is a gin parameter of `train_eval`, with the
+names and defaults of the TF-Agents reference `cql_sac_train_eval`.
+"""
+
+import difflib
+import inspect
+import os
+import re
+import sys
+import tempfile
+import time
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+from tf_agents.agents.ddpg import critic_network
+from tf_agents.agents.sac import tanh_normal_projection_network
+from tf_agents.networks import actor_distribution_network
+from tf_agents.policies import greedy_policy
+from tf_agents.policies import py_tf_eager_policy
+from tf_agents.specs import tensor_spec
+from tf_agents.train import learner
+from tf_agents.train import triggers
+from tf_agents.train.utils import strategy_utils  # Defines --use_gpu (and --tpu).
+from tf_agents.train.utils import train_utils
+from tf_agents.typing import types
+
+from cql_sac import eval as cql_eval
+from cql_sac.agents.cql_sac_agent import CqlSacAgent
+from cql_sac.data.loading import load_episodes
+from cql_sac.data.replay import build_replay
+from cql_sac.data.validation import validate_episodes
+from cql_sac.envs import load_env
+
+# --- Flags ---------------------------------------------------------------------------------
+# Those left unset fall back to the gin binding `train_eval.<name>`, then to its default.
+flags.DEFINE_string('root_dir', None, 'Directory for TensorBoard logs, checkpoints and '
+                    'policies. Rerunning with the same root_dir resumes.', required=True)
+flags.DEFINE_string('env_name', None, 'D4RL environment name, e.g. hopper-medium-v2 or '
+                    'antmaze-medium-play-v0; evaluation runs in it.', required=True)
+flags.DEFINE_string('dataset_name', None, 'TFDS RLDS name (e.g. d4rl_mujoco_hopper/v2-medium)'
+                    ' or a directory written by cql_sac_make_dataset.', required=True)
+flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s); includes inside resolve '
+                          'relative to the including file.')
+flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings, e.g. "train_eval.batch_size=64".')
+flags.DEFINE_multi_string('gin_param', [], 'Same as --gin_bindings (the reference\'s name).')
+flags.DEFINE_integer('num_gradient_updates', None, 'Total train steps (default 1000000).')
+flags.DEFINE_integer('eval_interval', None, 'Train steps between evaluations (default 10000).')
+flags.DEFINE_integer('summary_interval', None, 'Train steps between train/ summaries '
+                     '(default 1000).')
+flags.DEFINE_integer('policy_save_interval', None, 'Train steps between policy checkpoints '
+                     'under root_dir/policies (default 10000).')
+flags.DEFINE_integer('learner_iterations_per_call', None, 'Train steps per Learner.run call '
+                     '(default 500).')
+flags.DEFINE_integer('reverb_port', None, 'Port of the in-process Reverb server (default: a '
+                     'free one).')
+flags.DEFINE_string('replay_server_address', None, 'host:port of a running Reverb server '
+                    '(cql_sac_reverb_server) to use instead of an in-process one.')
+flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: TFDS\'s, ~/tensorflow_'
+                    'datasets).')
+flags.DEFINE_integer('data_take', None, 'Use only the first N *episodes* of the dataset.')
+flags.DEFINE_integer('seed', None, 'Seeds TensorFlow, NumPy, the agent and the environment.')
+
+# Flags passed on to `train_eval` when given on the command line.
+_TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updates',
+                     'eval_interval', 'summary_interval', 'policy_save_interval',
+                     'learner_iterations_per_call', 'reverb_port', 'replay_server_address',
+                     'data_dir', 'data_take', 'seed', 'use_gpu', 'tpu')
+
+
+class ConfigError(ValueError):
+  """Bad input found before training; the message says what to change."""
+
+
+class TrainEvalResult(NamedTuple):
+  """What a `train_eval` run ends with.
+
+  Attributes:
+    train_steps: Train step reached (gradient updates, counting resumed ones).
+    eval_metrics: {metric name: value} of the last evaluation (see
+      `cql_sac.eval.eval_metrics`); empty if evaluation is off.
+    dataset_num_episodes: Episodes in the (possibly `data_take`-truncated) dataset.
+    dataset_num_transitions: Transitions (env steps) in it.
+    dataset_mean_episode_return: Its mean undiscounted episode return.
+  """
+  train_steps: int
+  eval_metrics: Dict[str, float]
+  dataset_num_episodes: int
+  dataset_num_transitions: int
+  dataset_mean_episode_return: float
+
+
+@gin.configurable
+def train_eval(
+    root_dir: str,
+    env_name: str,
+    dataset_name: str,
+    data_dir: Optional[str] = None,
+    # Training params
+    tpu: bool = False,
+    use_gpu: bool = False,
+    num_gradient_updates: int = 1000000,
+    actor_fc_layers: Tuple[int, ...] = (256, 256),
+    critic_joint_fc_layers: Tuple[int, ...] = (256, 256, 256),
+    # Agent params
+    batch_size: int = 256,
+    bc_steps: int = 0,
+    actor_learning_rate: types.Float = 3e-5,
+    critic_learning_rate: types.Float = 3e-4,
+    alpha_learning_rate: types.Float = 3e-4,
+    reward_scale_factor: types.Float = 1.0,
+    cql_alpha_learning_rate: types.Float = 3e-4,
+    cql_alpha: types.Float = 5.0,
+    cql_tau: types.Float = 10.0,
+    num_cql_samples: int = 10,
+    reward_noise_variance: types.Float = 0.0,
+    include_critic_entropy_term: bool = False,
+    use_lagrange_cql_alpha: bool = True,
+    log_cql_alpha_clipping: Optional[Tuple[types.Float, types.Float]] = None,
+    softmax_temperature: types.Float = 1.0,
+    # Data and Reverb replay params
+    reward_shift: types.Float = 0.0,
+    action_clipping: Optional[Tuple[types.Float, types.Float]] = None,
+    data_prefetch: int = 10,
+    data_take: Optional[int] = None,
+    pad_end_of_episodes: bool = False,
+    reverb_port: Optional[int] = None,
+    replay_server_address: Optional[str] = None,
+    # Others
+    policy_save_interval: int = 10000,
+    eval_interval: int = 10000,
+    summary_interval: int = 1000,
+    checkpoint_interval: int = 10000,
+    max_checkpoints_to_keep: int = 3,
+    learner_iterations_per_call: int = 500,
+    eval_episodes: int = 10,
+    debug_summaries: bool = False,
+    summarize_grads_and_vars: bool = False,
+    seed: Optional[int] = None,
+) -> TrainEvalResult:
+  """Trains CQL-SAC on an RLDS dataset and evaluates it in the real environment.
+
+  Differences from the TF-Agents reference: the Reverb table holds the whole dataset
+  (the reference's `data_shuffle_buffer_size`=100 FIFO table kept only the last 100
+  transitions; that parameter and `min_rate_limiter` are gone); evaluation runs at step
+  0, at every multiple of `eval_interval` whatever `learner_iterations_per_call` is, and
+  at the end; `eval/` also gets the D4RL normalized score; checkpoints are written every
+  `checkpoint_interval` steps (the reference: every 100000) and at the end;
+  `load_dataset_fn` is replaced by this package's loader (`data_dir`).
+
+  Args:
+    root_dir: Output directory: train/ (TensorBoard, checkpoints/), eval/ (TensorBoard),
+      policies/ (SavedModels and policy checkpoints).
+    env_name: D4RL environment name, e.g. 'hopper-medium-v2'; evaluation runs in it.
+    dataset_name: TFDS RLDS name or a directory written by this package.
+    data_dir: TFDS data directory; None for TFDS's default.
+    tpu: Whether to train on a TPU.
+    use_gpu: Whether to train with a MirroredStrategy over the local GPUs.
+    num_gradient_updates: Train steps to reach (one gradient update of every network and
+      temperature per step).
+    actor_fc_layers: Units of the actor's hidden layers.
+    critic_joint_fc_layers: Units of the critic's hidden layers (on [observation, action]).
+    batch_size: Transitions per train step.
+    bc_steps: Train steps during which the actor is trained by behaviour cloning.
+    actor_learning_rate: Adam learning rate of the actor.
+    critic_learning_rate: Adam learning rate of the two critics.
+    alpha_learning_rate: Adam learning rate of the SAC temperature log α.
+    reward_scale_factor: Multiplies rewards in the TD target.
+    cql_alpha_learning_rate: Adam learning rate of log α' (CQL-Lagrange only).
+    cql_alpha: CQL weight α'; the initial value with CQL-Lagrange.
+    cql_tau: CQL-Lagrange threshold on the CQL gap.
+    num_cql_samples: Policy and uniform action samples per state in the CQL term.
+    reward_noise_variance: Std (sic, the reference's name) of Gaussian reward noise.
+    include_critic_entropy_term: Whether the TD target includes -α·log π.
+    use_lagrange_cql_alpha: Whether α' is tuned by dual gradient descent.
+    log_cql_alpha_clipping: (min, max) clip of log α' when read, or None.
+    softmax_temperature: T multiplying Q inside the CQL log-sum-exp.
+    reward_shift: Added to every dataset reward before it is stored in Reverb.
+    action_clipping: (min, max) clip of dataset actions, or None.
+    data_prefetch: Batches prefetched from Reverb.
+    data_take: Use only the first `data_take` episodes of the dataset.
+    pad_end_of_episodes: Whether 1-step episodes are kept, padded with a zero step.
+    reverb_port: Port of the in-process Reverb server; None picks a free one.
+    replay_server_address: 'host:port' of an external Reverb server to fill and sample
+      instead of an in-process one.
+    policy_save_interval: Train steps between policy checkpoints.
+    eval_interval: Train steps between evaluations; <= 0 evaluates only at the end.
+    summary_interval: Train steps between train/ summaries.
+    checkpoint_interval: Train steps between checkpoints of the whole training state.
+    max_checkpoints_to_keep: Number of most recent checkpoints kept.
+    learner_iterations_per_call: Train steps per Learner call (one tf.function run).
+    eval_episodes: Episodes per evaluation; 0 turns evaluation off.
+    debug_summaries: Whether the agent writes its debug summaries.
+    summarize_grads_and_vars: Whether the agent writes gradient and variable summaries.
+    seed: Seeds TensorFlow, NumPy, the agent and the environment; None for random.
+
+  Returns:
+    A `TrainEvalResult`.
+
+  Raises:
+    ConfigError: Before anything is written, for an unwritable `root_dir`, an unknown
+      environment or dataset, a dataset that does not match the environment, or an
+      unreadable checkpoint in `root_dir`; after restoring, for a checkpoint written
+      with different network shapes.
+  """
+  # 1. Check every input before writing anything.
+  _check_root_dir(root_dir)
+  logging.info('Training CQL-SAC on %s from %s into %s', env_name, dataset_name, root_dir)
+  tf.random.set_seed(seed)
+  np.random.seed(seed)
+  try:
+    env = load_env(env_name, seed=seed)
+  except ValueError as e:
+    raise ConfigError(f'Unknown --env_name={env_name}: {e}') from e
+  try:
+    episodes = load_episodes(dataset_name, data_dir=data_dir, take=data_take)
+  except ValueError as e:  # TFDS's DatasetNotFoundError is a ValueError too.
+    raise ConfigError(f'Cannot load --dataset_name={dataset_name}: {e}') from e
+  try:
+    dataset_stats = validate_episodes(episodes, dataset_name, env.observation_spec(),
+                                      env.action_spec(), action_clipping=action_clipping)
+  except ValueError as e:
+    raise ConfigError(f'--dataset_name={dataset_name} does not fit --env_name={env_name}: {e}'
+                      ' Pass the dataset recorded in that environment.') from e
+  logging.info('Dataset: %d episodes, %d transitions, mean episode return %.2f',
+               dataset_stats.num_episodes, dataset_stats.num_transitions,
+               dataset_stats.mean_episode_return)
+  _check_checkpoint(os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
+
+  # 2. Every transition of the dataset goes into Reverb; training samples uniformly.
+  replay = build_replay(episodes, reward_shift=reward_shift, action_clipping=action_clipping,
+                        pad_end_of_episodes=pad_end_of_episodes,
+                        server_address=replay_server_address, port=reverb_port)
+  logging.info('Reverb holds %d transitions', replay.num_items)
+  try:
+    # 3. Networks and agent, as in TF-Agents' kumar20 example.
+    strategy = strategy_utils.get_strategy(tpu, use_gpu)
+    time_step_spec = tensor_spec.from_spec(env.time_step_spec())
+    observation_spec = time_step_spec.observation
+    action_spec = tensor_spec.from_spec(env.action_spec())
+    with strategy.scope():
+      train_step = train_utils.create_train_step()
+      actor_net = actor_distribution_network.ActorDistributionNetwork(
+          observation_spec, action_spec, fc_layer_params=actor_fc_layers,
+          continuous_projection_net=(
+              tanh_normal_projection_network.TanhNormalProjectionNetwork))
+      critic_net = critic_network.CriticNetwork(
+          (observation_spec, action_spec), joint_fc_layer_params=critic_joint_fc_layers,
+          kernel_initializer='glorot_uniform', last_kernel_initializer='glorot_uniform')
+      agent = CqlSacAgent(
+          time_step_spec, action_spec,
+          actor_network=actor_net,
+          critic_network=critic_net,
+          actor_optimizer=tf.keras.optimizers.Adam(learning_rate=actor_learning_rate),
+          critic_optimizer=tf.keras.optimizers.Adam(learning_rate=critic_learning_rate),
+          alpha_optimizer=tf.keras.optimizers.Adam(learning_rate=alpha_learning_rate),
+          cql_alpha=cql_alpha,
+          num_cql_samples=num_cql_samples,
+          include_critic_entropy_term=include_critic_entropy_term,
+          use_lagrange_cql_alpha=use_lagrange_cql_alpha,
+          cql_alpha_learning_rate=cql_alpha_learning_rate,
+          target_update_tau=5e-3,
+          target_update_period=1,
+          random_seed=seed,
+          cql_tau=cql_tau,
+          reward_noise_variance=reward_noise_variance,
+          num_bc_steps=bc_steps,
+          td_errors_loss_fn=tf.math.squared_difference,
+          gamma=0.99,
+          reward_scale_factor=reward_scale_factor,
+          gradient_clipping=None,
+          log_cql_alpha_clipping=log_cql_alpha_clipping,
+          softmax_temperature=softmax_temperature,
+          debug_summaries=debug_summaries,
+          summarize_grads_and_vars=summarize_grads_and_vars,
+          train_step_counter=train_step)
+      agent.initialize()
+
+    # 4. The Learner restores the last checkpoint (agent, optimizers, α, α', train step)
+    # and saves one every `checkpoint_interval` steps; the trigger exports policies.
+    policy_trigger = triggers.PolicySavedModelTrigger(
+        os.path.join(root_dir, learner.POLICY_SAVED_MODEL_DIR), agent, train_step,
+        interval=policy_save_interval)
+    try:
+      cql_learner = learner.Learner(
+          root_dir, train_step, agent,
+          experience_dataset_fn=lambda: replay.as_dataset(batch_size, data_prefetch),
+          triggers=[policy_trigger],
+          checkpoint_interval=checkpoint_interval,
+          max_checkpoints_to_keep=max_checkpoints_to_keep,
+          summary_interval=summary_interval,
+          strategy=strategy)
+    except (ValueError, tf.errors.InvalidArgumentError) as e:
+      raise ConfigError(
+          f'The checkpoint under {root_dir} does not fit this configuration ({e}). It was '
+          'written with other network sizes or agent settings; pass another --root_dir.'
+      ) from e
+
+    # 5. Evaluation of the greedy (mode) policy in the real environment.
+    eval_actor = None
+    if eval_episodes > 0:
+      eval_policy = py_tf_eager_policy.PyTFEagerPolicy(
+          greedy_policy.GreedyPolicy(agent.policy), use_tf_function=True)
+      eval_actor = cql_eval.make_eval_actor(
+          env, eval_policy, env_name, eval_episodes, train_step,
+          summary_dir=os.path.join(root_dir, 'eval'))
+
+    def evaluate() -> Dict[str, float]:
+      if eval_actor is None:
+        return {}
+      eval_actor.run_and_log()
+      return cql_eval.metric_results(eval_actor)
+
+    # 6. Training loop.
+    step = start_step = int(train_step.numpy())
+    if start_step:
+      logging.info('Resuming from the checkpoint at step %d', start_step)
+    eval_results = evaluate() if step == 0 and eval_interval > 0 else {}
+    progress = _Progress(start_step, num_gradient_updates, cql_learner.train_summary_writer)
+    while step < num_gradient_updates:
+      iterations = _iterations_until_next_stop(
+          step, num_gradient_updates, learner_iterations_per_call, eval_interval)
+      started = time.time()
+      loss_info = cql_learner.run(iterations=iterations)
+      step = int(train_step.numpy())
+      progress.update(step, time.time() - started, loss_info)
+      if step == num_gradient_updates or (eval_interval > 0 and step % eval_interval == 0):
+        eval_results = evaluate()
+    if step > start_step:  # Final checkpoint and policy, unless just written.
+      for trigger in cql_learner.triggers:
+        trigger(step, force_trigger=True)
+    if not eval_results:  # E.g. a finished run started again: report its policy.
+      eval_results = evaluate()
+  finally:
+    replay.close()
+
+  return TrainEvalResult(
+      train_steps=step,
+      eval_metrics=eval_results,
+      dataset_num_episodes=dataset_stats.num_episodes,
+      dataset_num_transitions=dataset_stats.num_transitions,
+      dataset_mean_episode_return=dataset_stats.mean_episode_return)
+
+
+def _check_root_dir(root_dir: str) -> None:
+  """Creates `root_dir` if needed and checks that files can be written in it.
+
+  Raises:
+    ConfigError: If it cannot be created or written.
+  """
+  try:
+    os.makedirs(root_dir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=root_dir):
+      pass
+  except OSError as e:
+    raise ConfigError(f'--root_dir={root_dir} is not a writable directory ({e}). Pass a '
+                      'directory you can write to.') from e
+
+
+def _check_checkpoint(checkpoint_dir: str) -> None:
+  """Reads every tensor of the latest checkpoint in `checkpoint_dir`, if there is one.
+
+  A damaged checkpoint is reported, never repaired or deleted.
+
+  Raises:
+    ConfigError: If the checkpoint index or any of its files cannot be read.
+  """
+  if not tf.io.gfile.isdir(checkpoint_dir):
+    return
+  prefix = None
+  try:
+    prefix = tf.train.latest_checkpoint(checkpoint_dir)
+    if prefix is None:
+      return
+    reader = tf.train.load_checkpoint(prefix)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  except (tf.errors.OpError, ValueError) as e:
+    files = sorted(tf.io.gfile.glob(prefix + '*')) if prefix else [
+        os.path.join(checkpoint_dir, 'checkpoint')]
+    raise ConfigError(
+        f'The checkpoint {prefix or checkpoint_dir} cannot be read ({type(e).__name__}: '
+        f'{str(e).splitlines()[0] if str(e) else ""}). Its files: {", ".join(files)}. '
+        'Nothing was changed. Pass another --root_dir to start a new run, or move the '
+        'damaged checkpoint files (and its line in the "checkpoint" file) away to resume '
+        'from an earlier one.') from e
+
+
+def _iterations_until_next_stop(step: int, num_gradient_updates: int,
+                                learner_iterations_per_call: int, eval_interval: int) -> int:
+  """Train steps for the next Learner call: it stops at each evaluation and at the end.
+
+  Args:
+    step: Current train step.
+    num_gradient_updates: Final train step.
+    learner_iterations_per_call: Most steps per call.
+    eval_interval: Evaluations happen at its multiples; <= 0 for none.
+
+  Returns:
+    The number of train steps (>= 1) to run next.
+  """
+  stop = num_gradient_updates
+  if eval_interval > 0:
+    stop = min(stop, (step // eval_interval + 1) * eval_interval)
+  return max(1, min(learner_iterations_per_call, stop - step))
+
+
+class _Progress:
+  """Logs train progress (steps/s, ETA, losses) and writes RunTime/train_steps_per_sec."""
+
+  def __init__(self, start_step: int, final_step: int, summary_writer):
+    """Starts tracking at `start_step`; `summary_writer` receives the steps/s scalar."""
+    self._final_step = final_step
+    self._last_step = start_step
+    self._summary_writer = summary_writer
+
+  def update(self, step: int, seconds: float, loss_info) -> None:
+    """Records that training reached `step` after `seconds` of training since last call."""
+    steps_per_sec = (step - self._last_step) / max(seconds, 1e-9)
+    self._last_step = step
+    eta = (self._final_step - step) / max(steps_per_sec, 1e-9)
+    with self._summary_writer.as_default(), tf.summary.record_if(True):
+      tf.summary.scalar('RunTime/train_steps_per_sec', steps_per_sec, step=step)
+    losses = ' '.join(f'{name}={float(value):.4g}'
+                      for name, value in loss_info.extra._asdict().items())
+    logging.info('step %d/%d (%.0f%%), %.1f steps/s, ETA %s (training only) | %s', step,
+                 self._final_step, 100.0 * step / self._final_step, steps_per_sec,
+                 time.strftime('%H:%M:%S', time.gmtime(eta)), losses)
+
+
+def parse_gin_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
+  """Parses gin files, then bindings; `include`s resolve relative to the including file.
+
+  Args:
+    gin_files: Paths of gin files (relative to the working directory or absolute).
+    gin_bindings: Gin binding strings, applied after the files.
+
+  Raises:
+    ConfigError: For a missing file or a binding gin rejects (an unknown configurable
+      or parameter, a syntax error), with the closest known parameter names.
+  """
+  paths = [os.path.abspath(f) for f in gin_files]
+  for given, path in zip(gin_files, paths):
+    if not os.path.isfile(path):
+      raise ConfigError(f'--gin_file={given} not found (looked for {path}). The shipped '
+                        'configs are configs/*.gin in the cql-sac checkout.')
+  for directory in dict.fromkeys(os.path.dirname(p) for p in paths):
+    gin.add_config_file_search_path(directory)
+  try:
+    gin.parse_config_files_and_bindings(paths, gin_bindings)
+  except (ValueError, IOError, SyntaxError) as e:
+    message = str(e)
+    unknown = re.search(r"parameter named '(\w+)'", message)
+    if unknown:
+      close = difflib.get_close_matches(unknown.group(1),
+                                        list(inspect.signature(train_eval).parameters))
+      message += f' Did you mean: {", ".join(close)}?' if close else ''
+    raise ConfigError(f'Bad gin configuration: {message}') from e
+
+
+def main(argv: Sequence[str]) -> None:
+  """Entry point of `cql_sac_train_eval`: parses gin, trains, prints the final result.
+
+  Args:
+    argv: Command-line arguments left after flag parsing (must be none).
+  """
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.INFO)
+  args = flags.FLAGS
+  overrides = {name: args[name].value for name in _TRAIN_EVAL_FLAGS if args[name].present}
+  try:
+    parse_gin_config(args.gin_file, args.gin_bindings + args.gin_param)
+    result = train_eval(**overrides)
+  except ConfigError as e:
+    sys.exit(f'cql_sac_train_eval: error: {e}')
+  print(f'Trained {result.train_steps} steps; TensorBoard: tensorboard --logdir '
+        f'{args.root_dir}')
+  print(f'Dataset: {result.dataset_num_episodes} episodes, {result.dataset_num_transitions} '
+        f'transitions, mean episode return {result.dataset_mean_episode_return:.2f}')
+  if result.eval_metrics:
+    metrics = result.eval_metrics
+    print(f'Final evaluation: mean return {metrics["AverageReturn"]:.2f} '
+          f'(std {metrics["StdReturn"]:.2f}, mean length {metrics["AverageEpisodeLength"]:.1f}),'
+          f' D4RL normalized score {metrics[cql_eval.NORMALIZED_SCORE_METRIC]:.2f}')
+
+
+def run() -> None:
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()
