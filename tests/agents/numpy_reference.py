@@ -1,0 +1,103 @@
+"""Independent NumPy (float64) computation of the CQL-SAC loss terms.
+
+Written from the equations, not from the agent's code: Kumar et al. 2020 eq. 4
+and Appendix F (CQL(H) with importance-sampled log-sum-exp), eq. 24 (Lagrange),
+Haarnoja et al. 2018 (SAC TD target, actor and temperature losses). It only
+reads network weights (lists of (kernel, bias) arrays).
+"""
+import numpy as np
+
+
+def mlp(x, layers):
+  """ReLU MLP with a linear last layer. layers: [(W [in, out], b [out]), ...]."""
+  for kernel, bias in layers[:-1]:
+    x = np.maximum(x @ kernel + bias, 0.0)
+  kernel, bias = layers[-1]
+  return x @ kernel + bias
+
+
+def q_value(critic_layers, observations, actions):
+  """Q(s, a) [...] of a concat-input critic; observations [..., O], actions [..., A]."""
+  return mlp(np.concatenate([observations, actions], axis=-1), critic_layers)[..., 0]
+
+
+def log_normal(x, loc, scale):
+  return -0.5 * ((x - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi)
+
+
+def policy_log_prob(actor_layers, observations, actions, minimum, maximum):
+  """log π(a|s) of a tanh-squashed diagonal Gaussian policy, summed over A.
+
+  The actor outputs [means, log_stds] (std = exp); actions = c + m·tanh(u) with
+  c = (max+min)/2, m = (max−min)/2. Change of variables: log π(a) = log N(u) −
+  Σ log(m·(1 − tanh²u)).
+  """
+  out = mlp(observations, actor_layers)
+  action_dim = actions.shape[-1]
+  loc, log_std = out[..., :action_dim], out[..., action_dim:]
+  center, half_range = (maximum + minimum) / 2.0, (maximum - minimum) / 2.0
+  squashed = (actions - center) / half_range
+  u = np.arctanh(squashed)
+  return np.sum(log_normal(u, loc, np.exp(log_std))
+                - np.log(half_range * (1.0 - squashed ** 2)), axis=-1)
+
+
+def td_loss(critics, target_critics, actor_layers, batch, next_actions, noise,
+            *, gamma, reward_scale, noise_std, alpha, entropy_term, bounds):
+  """E_B[(y − Q1)² + (y − Q2)²] with y = s·(r + σε) + γd(min Q̄(s',a') − α log π)."""
+  s, a, r, d, s2 = batch
+  q_target = np.minimum(q_value(target_critics[0], s2, next_actions),
+                        q_value(target_critics[1], s2, next_actions))
+  if entropy_term:
+    q_target = q_target - alpha * policy_log_prob(actor_layers, s2, next_actions, *bounds)
+  y = reward_scale * (r + noise_std * noise) + gamma * d * q_target
+  return np.mean(sum((y - q_value(c, s, a)) ** 2 for c in critics))
+
+
+def cql_loss(critics, actor_layers, observations, actions, policy_actions,
+             uniform_actions, *, temperature, uniform_log_density, bounds):
+  """½ Σ_k E_B[(1/T)·logsumexp_j(T·Q_k − log p) − Q_k(s, a_data)].
+
+  policy_actions, uniform_actions: [B, N, A] (policy samples first, then
+  uniform ones; log p is log π for the former and the uniform log-density
+  for the latter).
+  """
+  n = policy_actions.shape[1]
+  tiled = np.repeat(observations[:, None, :], n, axis=1)
+  log_pi = policy_log_prob(actor_layers, tiled, policy_actions, *bounds)
+  gaps = []
+  for critic in critics:
+    terms = np.concatenate([
+        temperature * q_value(critic, tiled, policy_actions) - log_pi,
+        temperature * q_value(critic, tiled, uniform_actions) - uniform_log_density,
+    ], axis=1)
+    peak = terms.max(axis=1, keepdims=True)
+    lse = (peak[:, 0] + np.log(np.exp(terms - peak).sum(axis=1))) / temperature
+    gaps.append(lse - q_value(critic, observations, actions))
+  return np.mean((gaps[0] + gaps[1]) / 2.0)
+
+
+def actor_loss(critics, actor_layers, observations, data_actions, sampled_actions,
+               *, alpha, behaviour_cloning, bounds):
+  """E_B[α log π(a|s) − target], target = min_k Q_k(s,a) or log π(a_data|s) (BC)."""
+  log_pi = policy_log_prob(actor_layers, observations, sampled_actions, *bounds)
+  if behaviour_cloning:
+    target = policy_log_prob(actor_layers, observations, data_actions, *bounds)
+  else:
+    target = np.minimum(q_value(critics[0], observations, sampled_actions),
+                        q_value(critics[1], observations, sampled_actions))
+  return np.mean(alpha * log_pi - target)
+
+
+def sac_alpha_loss(actor_layers, observations, sampled_actions, *, log_alpha,
+                   target_entropy, bounds):
+  """E_B[log α · (−log π(a|s) − target entropy)] (use_log_alpha_in_alpha_loss)."""
+  log_pi = policy_log_prob(actor_layers, observations, sampled_actions, *bounds)
+  return np.mean(log_alpha * (-log_pi - target_entropy))
+
+
+def lagrange_loss(log_cql_alpha, cql_gap, tau, clip=None):
+  """−α'·(gap − τ), α' = exp(clip(log α'))."""
+  if clip is not None:
+    log_cql_alpha = np.clip(log_cql_alpha, *clip)
+  return -np.exp(log_cql_alpha) * (cql_gap - tau)

@@ -1,0 +1,132 @@
+"""Constructor validation, error messages, and the fixed reference defects."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from tf_agents.specs import tensor_spec
+
+from cql_sac.agents import cql_sac_agent as cql
+from tests.agents import agent_fixtures as fx
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(num_cql_samples=0), r'num_cql_samples must be an integer >= 1, got 0'),
+    (dict(num_cql_samples=2.5), r'num_cql_samples must be an integer >= 1, got 2.5'),
+    (dict(softmax_temperature=0.0), r'softmax_temperature must be > 0, got 0.0'),
+    (dict(softmax_temperature=-1.0), r'softmax_temperature must be > 0, got -1.0'),
+    (dict(use_lagrange_cql_alpha=True, cql_alpha=0.0),
+     r'cql_alpha must be > 0, got 0.0.*use_lagrange_cql_alpha=True'),
+    (dict(use_lagrange_cql_alpha=True, cql_alpha=-2.0),
+     r'cql_alpha must be > 0, got -2.0'),
+    (dict(log_cql_alpha_clipping=(3.0, 1.0)), r'log_cql_alpha_clipping must be'),
+])
+def test_bad_arguments_raise_value_error(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    fx.make_agent(**kwargs)
+
+
+def test_cql_alpha_zero_is_allowed_without_lagrange():
+  fx.make_agent(cql_alpha=0.0)
+
+
+@pytest.mark.parametrize('action_spec,message', [
+    (tensor_spec.TensorSpec([2], tf.float32), r'action_spec must be bounded'),
+    (tensor_spec.BoundedTensorSpec([], tf.int32, 0, 3), r'float dtype'),
+    (tensor_spec.BoundedTensorSpec([2, 2], tf.float32, -1, 1), r'rank 1'),
+    ((tensor_spec.BoundedTensorSpec([1], tf.float32, -1, 1),) * 2,
+     r'single BoundedTensorSpec, got 2 specs'),
+])
+def test_bad_action_spec_raises_value_error(action_spec, message):
+  time_step_spec, good_spec = fx.make_specs()
+  actor, critic = fx.make_networks(time_step_spec, good_spec)
+  with pytest.raises(ValueError, match=message):
+    cql.CqlSacAgent(time_step_spec, action_spec, critic, actor, None, None,
+                    None, cql_alpha=1.0, num_cql_samples=2,
+                    include_critic_entropy_term=False,
+                    use_lagrange_cql_alpha=False)
+
+
+def test_constructor_matches_tf_agents_signature():
+  """Same names, order and defaults as tf-agents' CqlSacAgent; new ones last."""
+  import inspect
+  from tf_agents.agents.cql import cql_sac_agent as reference
+  ours = list(inspect.signature(cql.CqlSacAgent.__init__).parameters.values())
+  theirs = list(
+      inspect.signature(reference.CqlSacAgent.__init__).parameters.values())
+  assert len(theirs) == 40  # self + 39 arguments
+  assert [(p.name, p.default) for p in ours[:len(theirs)]] == [
+      (p.name, p.default) for p in theirs]
+  assert [p.name for p in ours[len(theirs):]] == [
+      'per_dimension_uniform_log_density', 'reward_noise_is_variance',
+      'log_cql_alpha_straight_through']
+  assert all(p.default is False for p in ours[len(theirs):])
+
+
+def test_loss_returns_cql_losses_without_training():
+  """tf_agents' agent.loss() raises TypeError; ours returns the step's losses."""
+  rng = np.random.default_rng(0)
+  agent = fx.make_agent(use_lagrange_cql_alpha=True, cql_alpha=1.0)
+  experience = fx.as_trajectory(fx.random_batch(rng, 16))
+  before = [v.numpy() for v in agent.variables]
+  info = agent.loss(experience)
+  assert isinstance(info.extra, cql.CqlSacLossInfo)
+  for old, new in zip(before, agent.variables):
+    np.testing.assert_array_equal(old, new.numpy())
+  assert agent.train_step_counter.numpy() == 0
+  # train() at the same step draws the same samples, so the critic-side terms
+  # (computed before any update) are identical.
+  trained = agent.train(experience).extra
+  for field in ('critic_loss', 'cql_loss', 'cql_alpha', 'cql_alpha_loss'):
+    np.testing.assert_allclose(getattr(trained, field).numpy(),
+                               getattr(info.extra, field).numpy(), rtol=1e-6)
+  assert info.extra.cql_alpha_loss.numpy() != 0.0
+
+
+@pytest.mark.parametrize('straight_through', [False, True])
+def test_lagrange_variable_outside_clip_range(straight_through):
+  """Outside the clip range tf_agents' log α' gets zero gradient and sticks;
+  with the straight-through fix it moves back by Adam's step (lr)."""
+  rng = np.random.default_rng(1)
+  lr = 0.1
+  agent = fx.make_agent(use_lagrange_cql_alpha=True, cql_alpha=5.0,
+                        cql_tau=1e6, cql_alpha_learning_rate=lr,
+                        log_cql_alpha_clipping=(-1.0, 0.0),
+                        log_cql_alpha_straight_through=straight_through)
+  start = agent._log_cql_alpha.numpy()
+  assert start > 0.0  # log 5 is above the clip range
+  extra = agent.train(fx.as_trajectory(fx.random_batch(rng, 16))).extra
+  np.testing.assert_allclose(extra.cql_alpha.numpy(), 1.0, rtol=1e-6)  # e^0
+  moved = agent._log_cql_alpha.numpy() - start
+  if straight_through:
+    np.testing.assert_allclose(moved, -lr, rtol=1e-4)  # gap << τ: α' falls
+  else:
+    assert moved == 0.0
+
+
+@pytest.mark.parametrize('field,corrupt', [
+    ('critic_loss', lambda t: t._replace(reward=t.reward * np.nan)),
+    ('critic_loss', lambda t: t._replace(observation=t.observation * np.inf)),
+])
+def test_nan_in_loss_raises_error_naming_the_loss(field, corrupt):
+  rng = np.random.default_rng(2)
+  agent = fx.make_agent()
+  experience = corrupt(fx.as_trajectory(fx.random_batch(rng, 8)))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=f'CqlSacAgent: {field} is NaN or inf'):
+    agent.train(experience)
+
+
+def test_training_is_reproducible_from_random_seed():
+  """Same weights and random_seed give bit-identical training."""
+  rng = np.random.default_rng(3)
+  experience = fx.as_trajectory(fx.random_batch(rng, 16))
+  agents = [fx.make_agent(random_seed=11) for _ in range(2)]
+  for source, target in zip(agents[0].variables, agents[1].variables):
+    target.assign(source)
+  losses = [[a.train(experience).loss.numpy() for _ in range(3)] for a in agents]
+  assert losses[0] == losses[1]
+  other = fx.make_agent(random_seed=12)
+  for source, target in zip(agents[1].variables, other.variables):
+    target.assign(source)
+  other._random_seed.assign(12)
+  assert agents[1].train(experience).loss.numpy() != other.train(
+      experience).loss.numpy()

@@ -1,0 +1,172 @@
+"""Each CQL-SAC loss term against an independent NumPy computation (rtol 1e-5).
+
+The agent's random draws are replaced by fixed arrays through the sampling
+seam (`InjectedSamplesAgent`), and NumPy recomputes every term from the network
+weights alone (tests/agents/numpy_reference.py).
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cql_sac.agents import cql_sac_agent as cql
+from tests.agents import agent_fixtures as fx
+from tests.agents import numpy_reference as ref
+
+B, N, A = 5, 4, 2
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def _injected(rng, low=-0.9, high=0.9, batch_size=B):
+  uniform = lambda *shape: rng.uniform(low, high, size=shape)
+  return {
+      cql._SEED_TD_NEXT_ACTION: uniform(batch_size, A),
+      cql._SEED_CQL_POLICY: uniform(N, batch_size, A),
+      cql._SEED_ACTOR: uniform(batch_size, A),
+      cql._SEED_ALPHA: uniform(batch_size, A),
+      'uniform': uniform(batch_size, N, A),
+      'reward_noise': rng.normal(size=batch_size),
+  }
+
+
+def _agent(rng, time_step_spec=None, action_spec=None, **kwargs):
+  agent = fx.make_agent(fx.InjectedSamplesAgent, time_step_spec, action_spec,
+                        initial_log_alpha=0.3, **kwargs)
+  agent.injected = _injected(rng)
+  return agent
+
+
+def _bounds(agent):
+  spec = agent.action_spec
+  return (np.broadcast_to(spec.minimum, spec.shape).astype(np.float64),
+          np.broadcast_to(spec.maximum, spec.shape).astype(np.float64))
+
+
+def _critics(agent):
+  return [fx.layers(agent._critic_network_1), fx.layers(agent._critic_network_2)]
+
+
+def _perturb_targets(agent, rng):
+  """Make the target critics differ from the online ones."""
+  for net in (agent._target_critic_network_1, agent._target_critic_network_2):
+    for v in net.trainable_variables:
+      v.assign_add(0.1 * rng.normal(size=v.shape).astype(np.float32))
+
+
+@pytest.mark.parametrize('entropy_term,noise_is_variance', [
+    (False, False), (True, False), (True, True)])
+def test_td_loss_matches_numpy(entropy_term, noise_is_variance):
+  rng = np.random.default_rng(1)
+  agent = _agent(rng, include_critic_entropy_term=entropy_term,
+                 reward_noise_variance=0.25,
+                 reward_noise_is_variance=noise_is_variance)
+  _perturb_targets(agent, rng)
+  batch = fx.random_batch(rng, B)
+  got = agent.critic_loss(*fx.transition_parts(agent, batch), gamma=0.9,
+                          reward_scale_factor=2.0)
+  want = ref.td_loss(
+      _critics(agent),
+      [fx.layers(agent._target_critic_network_1),
+       fx.layers(agent._target_critic_network_2)],
+      fx.layers(agent._actor_network), batch,
+      agent.injected[cql._SEED_TD_NEXT_ACTION], agent.injected['reward_noise'],
+      gamma=0.9, reward_scale=2.0,
+      noise_std=0.5 if noise_is_variance else 0.25,
+      alpha=np.exp(0.3), entropy_term=entropy_term, bounds=_bounds(agent))
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize('temperature', [1.0, 50.0])
+def test_cql_loss_matches_numpy(temperature):
+  rng = np.random.default_rng(2)
+  agent = _agent(rng, softmax_temperature=temperature)
+  batch = fx.random_batch(rng, B)
+  time_steps, actions, _ = fx.transition_parts(agent, batch)
+  got = agent.cql_loss(time_steps, actions)
+  want = ref.cql_loss(
+      _critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
+      np.transpose(agent.injected[cql._SEED_CQL_POLICY], [1, 0, 2]),
+      agent.injected['uniform'], temperature=temperature,
+      uniform_log_density=-A * np.log(2.0), bounds=_bounds(agent))
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize('per_dimension', [False, True])
+def test_uniform_log_density_with_per_dimension_bounds(per_dimension):
+  """tf_agents' formula counts per-dimension bounds A times; the fix does not."""
+  rng = np.random.default_rng(3)
+  specs = fx.make_specs(action_min=np.array([-1.0, -2.0], np.float32),
+                        action_max=np.array([1.0, 2.0], np.float32))
+  agent = _agent(rng, *specs, per_dimension_uniform_log_density=per_dimension)
+  agent.injected['uniform'] = rng.uniform(-0.9, 0.9, size=(B, N, A)) * [1, 2]
+  agent.injected[cql._SEED_CQL_POLICY] = (
+      rng.uniform(-0.9, 0.9, size=(N, B, A)) * [1, 2])
+  batch = fx.random_batch(rng, B)
+  log_volume = np.log(2.0) + np.log(4.0)  # log of the action box's volume
+  density = -log_volume if per_dimension else -A * log_volume
+  got = agent.cql_loss(*fx.transition_parts(agent, batch)[:2])
+  want = ref.cql_loss(
+      _critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
+      np.transpose(agent.injected[cql._SEED_CQL_POLICY], [1, 0, 2]),
+      agent.injected['uniform'], temperature=1.0, uniform_log_density=density,
+      bounds=_bounds(agent))
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize('bc', [True, False])
+def test_actor_loss_matches_numpy(bc):
+  rng = np.random.default_rng(4)
+  agent = _agent(rng, num_bc_steps=1 if bc else 0)
+  batch = fx.random_batch(rng, B)
+  time_steps, actions, _ = fx.transition_parts(agent, batch)
+  got = agent.actor_loss(time_steps, actions)
+  want = ref.actor_loss(
+      _critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
+      agent.injected[cql._SEED_ACTOR], alpha=np.exp(0.3),
+      behaviour_cloning=bc, bounds=_bounds(agent))
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+
+
+def test_sac_alpha_loss_matches_numpy():
+  rng = np.random.default_rng(5)
+  agent = _agent(rng)
+  batch = fx.random_batch(rng, B)
+  got = agent.alpha_loss(fx.transition_parts(agent, batch)[0])
+  want = ref.sac_alpha_loss(
+      fx.layers(agent._actor_network), batch[0], agent.injected[cql._SEED_ALPHA],
+      log_alpha=0.3, target_entropy=-A / 2.0, bounds=_bounds(agent))
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+
+
+def test_lagrange_step_matches_numpy():
+  """One train step: loss −α'(gap − τ) and Adam's first step of size lr on log α'."""
+  rng = np.random.default_rng(6)
+  lr, tau, clip = 0.05, 10.0, (-1.0, 3.0)
+  agent = _agent(rng, use_lagrange_cql_alpha=True, cql_alpha=5.0,
+                 cql_alpha_learning_rate=lr, cql_tau=tau,
+                 log_cql_alpha_clipping=clip)
+  batch = fx.random_batch(rng, B)
+  gap = ref.cql_loss(
+      _critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
+      np.transpose(agent.injected[cql._SEED_CQL_POLICY], [1, 0, 2]),
+      agent.injected['uniform'], temperature=1.0,
+      uniform_log_density=-A * np.log(2.0), bounds=_bounds(agent))
+  extra = agent.train(fx.as_trajectory(batch)).extra
+  np.testing.assert_allclose(extra.cql_loss.numpy(), gap, rtol=RTOL)
+  np.testing.assert_allclose(extra.cql_alpha.numpy(), 5.0, rtol=RTOL)
+  np.testing.assert_allclose(extra.cql_alpha_loss.numpy(),
+                             ref.lagrange_loss(np.log(5.0), gap, tau, clip),
+                             rtol=RTOL)
+  # d/dlogα' of −α'(gap − τ) has the sign of τ − gap; Adam's first step is lr.
+  expected = np.log(5.0) - lr * np.sign(tau - gap)
+  np.testing.assert_allclose(agent._log_cql_alpha.numpy(), expected, rtol=RTOL)
+
+
+def test_total_loss_is_critic_objective_plus_actor_and_alpha():
+  rng = np.random.default_rng(7)
+  agent = _agent(rng, cql_alpha=3.0)
+  info = agent.loss(fx.as_trajectory(fx.random_batch(rng, B)))
+  e = info.extra
+  np.testing.assert_allclose(
+      info.loss.numpy(),
+      (e.critic_loss + 3.0 * e.cql_loss + e.actor_loss + e.alpha_loss).numpy(),
+      rtol=RTOL)
