@@ -1,0 +1,88 @@
+"""Records a policy acting in a D4RL task's real MuJoCo simulation as an RLDS dataset.
+
+This is how D4RL's datasets were made (a policy run in the environment, terminals and time-limit
+ends marked), and how users record their own: the result loads with
+`cql_sac.data.loading.load_episodes(<directory>)` like a TFDS D4RL dataset.
+"""
+
+from typing import Optional, Union
+
+import numpy as np
+from tf_agents.policies import py_policy
+from tf_agents.policies import py_tf_eager_policy
+from tf_agents.policies import random_py_policy
+
+import cql_sac
+from cql_sac import envs
+from cql_sac.data import d4rl
+from cql_sac.data import writing
+
+RANDOM_POLICY = 'random'
+
+
+def _make_policy(policy: Union[str, py_policy.PyPolicy], env,
+                 seed: Optional[int]) -> py_policy.PyPolicy:
+  if isinstance(policy, py_policy.PyPolicy):
+    return policy
+  if policy == RANDOM_POLICY:
+    return random_py_policy.RandomPyPolicy(env.time_step_spec(), env.action_spec(), seed=seed)
+  return py_tf_eager_policy.SavedModelPyTFEagerPolicy(
+      policy, env.time_step_spec(), env.action_spec())
+
+
+def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_steps: int,
+                  output_dir: str, seed: Optional[int] = 0,
+                  max_episode_steps: Optional[int] = None) -> str:
+  """Runs `policy` in the environment for `num_steps` steps and writes an RLDS dataset.
+
+  Episodes end at a terminal state (discount 0, is_terminal) or at the time limit (discount 1,
+  is_last only); the last episode is cut at `num_steps` and marked like a time-limit end, as
+  D4RL marks the end of its files. Observations are the float32 observations of
+  `cql_sac.envs.load_env`; actions float32.
+
+  Args:
+    env_name: D4RL name, e.g. 'hopper-medium-v2' (selects the simulator and time limit).
+    policy: 'random' (uniform over the action bounds), the directory of a TF-Agents policy
+      SavedModel (e.g. `<root_dir>/policies/greedy_policy` written by cql_sac's binary), or a
+      TF-Agents PyPolicy.
+    num_steps: number of environment steps (transitions) to record, >= 1.
+    output_dir: new directory for the dataset.
+    seed: seeds the environment's first reset and the random policy; None for random.
+    max_episode_steps: time limit override; None uses D4RL's.
+
+  Returns:
+    `output_dir`, which `load_episodes` accepts as dataset_name.
+
+  Raises:
+    ValueError: for an unknown env_name, num_steps < 1, or an output_dir that holds a dataset.
+  """
+  if num_steps < 1:
+    raise ValueError(f'num_steps must be at least 1, got {num_steps}.')
+  info = d4rl.get_dataset_info(env_name)
+  env = envs.load_env(env_name, seed=seed, max_episode_steps=max_episode_steps)
+  actor = _make_policy(policy, env, seed)
+  metadata = {
+      'created_by': 'cql_sac_make_dataset', 'cql_sac_version': cql_sac.__version__,
+      'source': 'environment', 'env_name': env_name, 'gym_env_id': info.gym_env_id,
+      'max_episode_steps': max_episode_steps or info.max_episode_steps,
+      'policy': policy if isinstance(policy, str) else type(policy).__name__,
+      'seed': seed, 'num_steps': num_steps,
+  }
+  writer = writing.RldsWriter(output_dir, info.observation_dim, info.action_dim, metadata)
+  time_step = env.reset()
+  writer.begin_episode(time_step.observation)
+  policy_state = actor.get_initial_state(batch_size=None)
+  for step in range(num_steps):
+    action_step = actor.action(time_step, policy_state)
+    policy_state = action_step.state
+    next_time_step = env.step(action_step.action)
+    is_last = bool(next_time_step.is_last()) or step == num_steps - 1
+    writer.add_step(action_step.action, next_time_step.reward, next_time_step.discount,
+                    next_time_step.observation, is_last)
+    time_step = next_time_step
+    if is_last and step < num_steps - 1:
+      time_step = env.reset()
+      policy_state = actor.get_initial_state(batch_size=None)
+      writer.begin_episode(time_step.observation)
+  env.close()
+  return writer.close()

@@ -1,0 +1,83 @@
+"""Loads RLDS episode datasets: TFDS catalog datasets (D4RL) or directories this project wrote.
+
+TF-Agents' CQL example calls `rlds.load`, which the rlds package does not have (tensorflow/agents
+issue 848); the catalog path here is `tfds.load(name, split='train')`, which returns the episodes
+rather than a dict of splits.
+"""
+
+import os
+from typing import Optional
+
+import rlds
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+# Step fields cast to float32 on load: D4RL v1 medium-replay/full-replay (TFDS configs
+# 'v1-medium-replay', 'v1-full-replay') and some v0 sets store them as float64; float32 is the
+# dtype of every other D4RL dataset and of the environments' specs (cql_sac.envs).
+_FLOAT_FIELDS = (rlds.OBSERVATION, rlds.ACTION, rlds.REWARD, rlds.DISCOUNT)
+
+
+def _is_dataset_directory(path: str) -> bool:
+  return tf.io.gfile.exists(os.path.join(path, 'dataset_info.json'))
+
+
+def _open(dataset_name: str, data_dir: Optional[str]) -> tf.data.Dataset:
+  if tf.io.gfile.isdir(dataset_name):
+    if not _is_dataset_directory(dataset_name):
+      raise ValueError(
+          f'Directory {dataset_name!r} holds no TFDS dataset (no dataset_info.json). Fix: pass '
+          'the directory cql_sac_make_dataset printed (it contains dataset_info.json), or a '
+          'TFDS name such as d4rl_mujoco_hopper/v2-medium.')
+    return tfds.builder_from_directory(dataset_name).as_dataset(split='train')
+  if os.path.isabs(dataset_name) or dataset_name.startswith(('.', '~')):
+    raise ValueError(f'Dataset directory {dataset_name!r} does not exist. Fix: check the path '
+                     '(cql_sac_make_dataset prints the directory it wrote).')
+  try:
+    return tfds.load(dataset_name, split='train', data_dir=data_dir)
+  except (tfds.core.registered.DatasetNotFoundError, ValueError, AssertionError) as error:
+    raise ValueError(
+        f'Cannot load dataset {dataset_name!r} from data_dir={data_dir!r}: {error}. Fix: use a '
+        'TFDS name such as d4rl_mujoco_hopper/v2-medium (cql_sac.data.d4rl.get_dataset_info('
+        'env_name).tfds_name), download it first if this machine has no internet (tfds build '
+        'on a connected machine, then copy data_dir), or pass a directory written by '
+        'cql_sac_make_dataset.') from error
+
+
+def _cast_floats_to_float32(episode):
+  def cast(step):
+    return {key: (tf.cast(value, tf.float32)
+                  if key in _FLOAT_FIELDS and value.dtype == tf.float64 else value)
+            for key, value in step.items()}
+  return {**episode, rlds.STEPS: episode[rlds.STEPS].map(cast)}
+
+
+def load_episodes(dataset_name: str, data_dir: Optional[str] = None,
+                  take: Optional[int] = None) -> tf.data.Dataset:
+  """Loads the 'train' split of an RLDS dataset as a dataset of episodes.
+
+  Args:
+    dataset_name: a TFDS name, e.g. 'd4rl_mujoco_hopper/v2-medium' or
+      'd4rl_antmaze/medium-play-v0:1.1.1' (loaded with `tfds.load(name, split='train',
+      data_dir=data_dir)`), or a directory holding a TFDS dataset written by this project
+      (`tfds.builder_from_directory`; `data_dir` is then ignored).
+    data_dir: TFDS data directory for catalog names; None uses TFDS's default (~/tensorflow_datasets).
+    take: keep only the first `take` EPISODES (not steps); None keeps all.
+
+  Returns:
+    A `tf.data.Dataset` of RLDS episodes: dicts whose 'steps' entry is a dataset of step dicts
+    (observation, action, reward, discount, is_first, is_last, is_terminal, and whatever else the
+    dataset stores). float64 observation/action/reward/discount are cast to float32.
+
+  Raises:
+    ValueError: if the name is neither a known/prepared TFDS dataset nor a dataset directory,
+      or `take` is not positive; the message says how to fix it.
+  """
+  if take is not None and take <= 0:
+    raise ValueError(f'take counts episodes and must be positive, got {take}.')
+  episodes = _open(dataset_name, data_dir)
+  if rlds.STEPS in episodes.element_spec:
+    episodes = episodes.map(_cast_floats_to_float32)
+  if take is not None:
+    episodes = episodes.take(take)
+  return episodes

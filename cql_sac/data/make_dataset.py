@@ -1,0 +1,47 @@
+"""cql_sac_make_dataset: write a D4RL-style RLDS dataset from the real simulator or a D4RL file.
+
+  cql_sac_make_dataset --env_name=hopper-medium-v2 --policy=random --num_steps=5000 \
+      --output_dir=/tmp/hopper_random
+  cql_sac_make_dataset --env_name=hopper-medium-v2 --policy=/runs/1/policies/greedy_policy ...
+  cql_sac_make_dataset --env_name=hopper-medium-v2 --from_hdf5=hopper_medium-v2.hdf5 \
+      --output_dir=/tmp/hopper_medium
+
+Train on the result with `--dataset_name=<output_dir>`.
+"""
+
+from absl import app
+from absl import flags
+
+from cql_sac.data import collect
+from cql_sac.data import hdf5
+
+_ENV_NAME = flags.DEFINE_string('env_name', None, 'D4RL name, e.g. hopper-medium-v2.',
+                                required=True)
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'New directory for the dataset.',
+                                  required=True)
+_POLICY = flags.DEFINE_string(
+    'policy', collect.RANDOM_POLICY,
+    "'random' or the directory of a TF-Agents policy SavedModel to run in the environment.")
+_NUM_STEPS = flags.DEFINE_integer('num_steps', 1000, 'Environment steps to record.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the environment and the random policy.')
+_MAX_EPISODE_STEPS = flags.DEFINE_integer(
+    'max_episode_steps', None, "Time limit override; default D4RL's (1000, AntMaze umaze 700).")
+_FROM_HDF5 = flags.DEFINE_string(
+    'from_hdf5', None, 'Convert this D4RL .hdf5 file instead of running a policy.')
+
+
+def main(argv=None) -> None:
+  """Entry point of the console script `cql_sac_make_dataset`."""
+  def run(unused_argv):
+    if _FROM_HDF5.value:
+      path = hdf5.convert_hdf5(_FROM_HDF5.value, _ENV_NAME.value, _OUTPUT_DIR.value)
+    else:
+      path = collect.write_dataset(_ENV_NAME.value, _POLICY.value, _NUM_STEPS.value,
+                                   _OUTPUT_DIR.value, seed=_SEED.value,
+                                   max_episode_steps=_MAX_EPISODE_STEPS.value)
+    print(f'Wrote RLDS dataset to {path}')
+  app.run(run, argv=argv)
+
+
+if __name__ == '__main__':
+  main()

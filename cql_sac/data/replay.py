@@ -1,0 +1,233 @@
+"""Replay holding a whole offline dataset: a Reverb table (default) or in-memory tensors.
+
+Reverb: one table, `max_size` = the number of items (so nothing is ever removed; TF-Agents' CQL
+example sized it 100 with a FIFO remover and kept only the last 100 items, study section 3.3),
+uniform sampling with replacement, items of 2 consecutive steps of an episode written by
+TF-Agents' `ReverbAddTrajectoryObserver` and read by `ReverbReplayBuffer`. The server runs in
+this process, or in another one (`cql_sac_reverb_server`) that the trainer reaches by address.
+
+In memory: the same items (`cql_sac.data.transitions`) as tensors, sampled uniformly with
+`tf.random` inside a `tf.data` pipeline; faster, but local to the process.
+"""
+
+from typing import Optional, Tuple, Union
+
+import reverb
+import tensorflow as tf
+from absl import logging
+from tf_agents.replay_buffers import reverb_replay_buffer
+from tf_agents.replay_buffers import reverb_utils
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import trajectory
+
+from cql_sac.data import steps as steps_lib
+from cql_sac.data import transitions
+from cql_sac.data import validation
+
+TABLE_NAME = 'uniform_table'
+SEQUENCE_LENGTH = 2
+_SERVER_TIMEOUT_S = 60
+
+Episodes = Union[tf.data.Dataset, steps_lib.EpisodeSteps]
+
+
+class Replay:
+  """Samples batches of 2-step items from a Reverb table that holds the whole dataset.
+
+  Attributes:
+    data_spec: `Trajectory` of TensorSpecs of one step (no outer dims): step_type and
+      next_step_type int32 [], observation float32 [obs_dim], action float32 [A],
+      policy_info (), reward float32 [], discount float32 [].
+    num_items: number of items (transitions) in the table.
+    server: the in-process `reverb.Server`, or None when connected to another process.
+  """
+
+  def __init__(self, data_spec: trajectory.Trajectory, num_items: int,
+               server: Optional[reverb.Server] = None, server_address: Optional[str] = None):
+    """Connects to the table; use `build_replay` instead of calling this directly.
+
+    Args:
+      data_spec: the step spec.
+      num_items: items in the table.
+      server: in-process server holding the table (exclusive with `server_address`).
+      server_address: 'host:port' of a server holding the table.
+    """
+    self.data_spec = data_spec
+    self.num_items = num_items
+    self.server = server
+    self._buffer = reverb_replay_buffer.ReverbReplayBuffer(
+        data_spec, TABLE_NAME, sequence_length=SEQUENCE_LENGTH, local_server=server,
+        server_address=server_address)
+
+  def as_dataset(self, batch_size: int, prefetch: int = tf.data.AUTOTUNE,
+                 num_parallel_calls: Optional[int] = None) -> tf.data.Dataset:
+    """An endless dataset of uniformly sampled batches (with replacement).
+
+    Args:
+      batch_size: items per batch, B.
+      prefetch: batches to prefetch (`tf.data.AUTOTUNE` to tune).
+      num_parallel_calls: Reverb sampling streams to interleave (None: one).
+
+    Returns:
+      `tf.data.Dataset` of (Trajectory with outer dims [B, 2], `reverb.SampleInfo` [B]).
+    """
+    return self._buffer.as_dataset(
+        sample_batch_size=batch_size, num_steps=SEQUENCE_LENGTH,
+        num_parallel_calls=num_parallel_calls).prefetch(prefetch)
+
+  def close(self) -> None:
+    """Stops the in-process server (the other process's server keeps running)."""
+    if self.server is not None:
+      server, self.server, self._buffer = self.server, None, None
+      server.stop()
+      del server  # Let Reverb's __del__ (a second stop) run now rather than at exit.
+
+
+class InMemoryReplay:
+  """The same items as `Replay`, held as tensors and sampled with `tf.random`.
+
+  Attributes:
+    data_spec: as `Replay.data_spec`.
+    num_items: number of items.
+    trajectory_steps: the `TrajectorySteps` (numpy) the items index into.
+  """
+
+  def __init__(self, trajectory_steps: transitions.TrajectorySteps,
+               data_spec: trajectory.Trajectory):
+    """Holds `trajectory_steps`; use `build_in_memory_replay` instead of calling this directly."""
+    self.data_spec = data_spec
+    self.num_items = trajectory_steps.num_items
+    self.trajectory_steps = trajectory_steps
+    self._trajectory = tf.nest.map_structure(tf.convert_to_tensor, trajectory_steps.trajectory)
+    self._items = tf.convert_to_tensor(trajectory_steps.items)
+
+  def as_dataset(self, batch_size: int, prefetch: int = tf.data.AUTOTUNE,
+                 seed: int = 0) -> tf.data.Dataset:
+    """An endless dataset of uniformly sampled batches (with replacement), reproducible by seed.
+
+    Args:
+      batch_size: items per batch, B.
+      prefetch: batches to prefetch.
+      seed: seed of the stateless sampler; batch k uses the seed pair (seed, k).
+
+    Returns:
+      `tf.data.Dataset` of (Trajectory with outer dims [B, 2], int64 item indices [B]).
+    """
+    def sample(batch_index):
+      indices = tf.random.stateless_uniform([batch_size], seed=tf.stack([seed, batch_index]),
+                                            maxval=self.num_items, dtype=tf.int64)
+      return transitions.gather_items(self._trajectory, self._items, indices), indices
+
+    return tf.data.Dataset.counter().map(sample).prefetch(prefetch)
+
+  def close(self) -> None:
+    """Nothing to release; present for interface parity with `Replay`."""
+
+
+def _trajectory_steps(episodes: Episodes, reward_shift: float,
+                      action_clipping: transitions.ActionClipping,
+                      pad_end_of_episodes: bool) -> Tuple[transitions.TrajectorySteps,
+                                                          trajectory.Trajectory]:
+  steps = validation.as_episode_steps(episodes, 'replay data')
+  return (transitions.to_trajectory_steps(steps, reward_shift, action_clipping,
+                                          pad_end_of_episodes),
+          transitions.steps_data_spec(steps))
+
+
+def build_in_memory_replay(episodes: Episodes, *, reward_shift: float = 0.0,
+                           action_clipping: transitions.ActionClipping = None,
+                           pad_end_of_episodes: bool = True) -> InMemoryReplay:
+  """Builds the in-memory replay of a validated dataset; arguments as in `build_replay`."""
+  traj_steps, spec = _trajectory_steps(episodes, reward_shift, action_clipping,
+                                       pad_end_of_episodes)
+  return InMemoryReplay(traj_steps, spec)
+
+
+def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server,
+                 pad_end_of_episodes: bool) -> None:
+  """Writes every item through TF-Agents' observer, episode by episode."""
+  client = reverb.Client(f'localhost:{server.port}')
+  observer = reverb_utils.ReverbAddTrajectoryObserver(
+      client, TABLE_NAME, sequence_length=SEQUENCE_LENGTH, stride_length=1,
+      pad_end_of_episodes=pad_end_of_episodes)
+  traj = traj_steps.trajectory
+  num_real_steps = len(traj.reward) - traj_steps.num_padded_episodes
+  fields = [traj.step_type, traj.observation, traj.action, traj.next_step_type, traj.reward,
+            traj.discount]
+  for i in range(num_real_steps):
+    step_type, observation, action, next_step_type, reward, discount = (f[i] for f in fields)
+    observer(trajectory.Trajectory(step_type, observation, action, (), next_step_type, reward,
+                                   discount))
+  observer.close()
+
+
+def _start_server(traj_steps: transitions.TrajectorySteps, data_spec: trajectory.Trajectory,
+                  port: Optional[int], pad_end_of_episodes: bool) -> reverb.Server:
+  """Starts a server whose table holds every item, and fills it."""
+  if traj_steps.num_items == 0:
+    raise ValueError('The dataset has no transitions (every episode has a single step). Fix: '
+                     'use a dataset with longer episodes or pad_end_of_episodes=True.')
+  table = reverb.Table(
+      name=TABLE_NAME,
+      sampler=reverb.selectors.Uniform(),
+      remover=reverb.selectors.Fifo(),  # Never used: max_size holds every item.
+      max_size=traj_steps.num_items,
+      rate_limiter=reverb.rate_limiters.MinSize(1),
+      signature=tensor_spec.add_outer_dim(data_spec))
+  server = reverb.Server([table], port=port)
+  _write_items(traj_steps, server, pad_end_of_episodes)
+  size = server.localhost_client().server_info()[TABLE_NAME].current_size
+  if size != traj_steps.num_items:
+    server.stop()
+    raise RuntimeError(f'Reverb table holds {size} items, expected {traj_steps.num_items}.')
+  logging.info('Reverb table %r on port %d holds %d items.', TABLE_NAME, server.port, size)
+  return server
+
+
+def _connect(server_address: str) -> Replay:
+  """Reads spec and size of the table served at `server_address`."""
+  try:
+    info = reverb.Client(server_address).server_info(timeout=_SERVER_TIMEOUT_S)[TABLE_NAME]
+  except (reverb.errors.DeadlineExceededError, KeyError, RuntimeError) as error:
+    raise ValueError(
+        f'No Reverb table {TABLE_NAME!r} at {server_address!r}: {error}. Fix: start '
+        'cql_sac_reverb_server --port=<port> --dataset_name=... and pass localhost:<port> (or '
+        'host:port) as the server address.') from error
+  signature = info.signature
+  spec = transitions.data_spec(
+      *(tf.TensorSpec(getattr(signature, field).shape[1:], getattr(signature, field).dtype,
+                      name=field) for field in ('observation', 'action', 'reward')))
+  return Replay(spec, int(info.current_size), server_address=server_address)
+
+
+def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
+                 action_clipping: transitions.ActionClipping = None,
+                 pad_end_of_episodes: bool = True, server_address: Optional[str] = None,
+                 port: Optional[int] = None) -> Replay:
+  """Builds the Reverb replay holding every transition of a (validated) dataset.
+
+  Args:
+    episodes: RLDS episodes (`tf.data.Dataset`) or `EpisodeSteps` read from them; validate them
+      first with `validate_episodes`. Ignored (may be None) with `server_address`.
+    reward_shift: added to every dataset reward.
+    action_clipping: (min, max) applied to every dataset action, or None.
+    pad_end_of_episodes: whether one-step episodes give a padded item
+      (`cql_sac.data.transitions`).
+    server_address: 'host:port' of a running `cql_sac_reverb_server`; None starts a server in
+      this process. The other process applies its own reward_shift/action_clipping.
+    port: port of the in-process server; None picks a free one.
+
+  Returns:
+    A `Replay` whose `num_items` equals the dataset's transitions (`DatasetStats.num_transitions`
+    plus its one-step episodes when padded).
+
+  Raises:
+    ValueError: if the dataset has no transition, or no table is served at `server_address`.
+  """
+  if server_address is not None:
+    return _connect(server_address)
+  traj_steps, spec = _trajectory_steps(episodes, reward_shift, action_clipping,
+                                       pad_end_of_episodes)
+  server = _start_server(traj_steps, spec, port, pad_end_of_episodes)
+  return Replay(spec, traj_steps.num_items, server=server)
+
