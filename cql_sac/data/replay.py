@@ -2,8 +2,9 @@
 
 Reverb: one table, `max_size` = the number of items (so nothing is ever removed; TF-Agents' CQL
 example sized it 100 with a FIFO remover and kept only the last 100 items, study section 3.3),
-uniform sampling with replacement, items of 2 consecutive steps of an episode written by
-TF-Agents' `ReverbAddTrajectoryObserver` and read by `ReverbReplayBuffer`. The server runs in
+uniform sampling with replacement, items of 2 consecutive steps of an episode (the items
+TF-Agents' `ReverbAddTrajectoryObserver` writes, see `_write_items`) read by TF-Agents'
+`ReverbReplayBuffer`. The server runs in
 this process, or in another one (`cql_sac_reverb_server`) that the trainer reaches by address.
 
 In memory: the same items (`cql_sac.data.transitions`) as tensors, sampled uniformly with
@@ -16,7 +17,6 @@ import reverb
 import tensorflow as tf
 from absl import logging
 from tf_agents.replay_buffers import reverb_replay_buffer
-from tf_agents.replay_buffers import reverb_utils
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import trajectory
 
@@ -27,6 +27,7 @@ from cql_sac.data import validation
 TABLE_NAME = 'uniform_table'
 SEQUENCE_LENGTH = 2
 _SERVER_TIMEOUT_S = 60
+_CHUNK_STEPS = 32
 
 Episodes = Union[tf.data.Dataset, steps_lib.EpisodeSteps]
 
@@ -143,26 +144,33 @@ def build_in_memory_replay(episodes: Episodes, *, reward_shift: float = 0.0,
   return InMemoryReplay(traj_steps, spec)
 
 
-def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server,
-                 pad_end_of_episodes: bool) -> None:
-  """Writes every item through TF-Agents' observer, episode by episode."""
+def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server) -> None:
+  """Writes every item of `traj_steps` with a Reverb TrajectoryWriter, episode by episode.
+
+  This writes what TF-Agents' `ReverbAddTrajectoryObserver(sequence_length=2)` writes (one item
+  per pair of consecutive steps of an episode; a one-step episode followed by its padding step),
+  but lets Reverb chunk up to `_CHUNK_STEPS` steps together: the observer keeps only 3 steps
+  alive, so Reverb stores chunks of <= 3 steps, which costs about 4 KB per item (4 GB for 1M).
+  """
   client = reverb.Client(f'localhost:{server.port}')
-  observer = reverb_utils.ReverbAddTrajectoryObserver(
-      client, TABLE_NAME, sequence_length=SEQUENCE_LENGTH, stride_length=1,
-      pad_end_of_episodes=pad_end_of_episodes)
   traj = traj_steps.trajectory
-  num_real_steps = len(traj.reward) - traj_steps.num_padded_episodes
-  fields = [traj.step_type, traj.observation, traj.action, traj.next_step_type, traj.reward,
-            traj.discount]
-  for i in range(num_real_steps):
-    step_type, observation, action, next_step_type, reward, discount = (f[i] for f in fields)
-    observer(trajectory.Trajectory(step_type, observation, action, (), next_step_type, reward,
-                                   discount))
-  observer.close()
+  fields = tf.nest.flatten(traj)
+  with client.trajectory_writer(num_keep_alive_refs=_CHUNK_STEPS) as writer:
+    previous = None
+    for first, second in traj_steps.items:
+      if previous is None or first != previous:
+        if previous is not None:
+          writer.end_episode()  # No item links the previous step to this one.
+        writer.append(tf.nest.pack_sequence_as(traj, [f[first] for f in fields]))
+      writer.append(tf.nest.pack_sequence_as(traj, [f[second] for f in fields]))
+      history = tf.nest.map_structure(lambda column: column[-2:], writer.history)
+      writer.create_item(TABLE_NAME, priority=1.0, trajectory=history)
+      previous = second
+    writer.end_episode()
 
 
 def _start_server(traj_steps: transitions.TrajectorySteps, data_spec: trajectory.Trajectory,
-                  port: Optional[int], pad_end_of_episodes: bool) -> reverb.Server:
+                  port: Optional[int]) -> reverb.Server:
   """Starts a server whose table holds every item, and fills it."""
   if traj_steps.num_items == 0:
     raise ValueError('The dataset has no transitions (every episode has a single step). Fix: '
@@ -175,7 +183,7 @@ def _start_server(traj_steps: transitions.TrajectorySteps, data_spec: trajectory
       rate_limiter=reverb.rate_limiters.MinSize(1),
       signature=tensor_spec.add_outer_dim(data_spec))
   server = reverb.Server([table], port=port)
-  _write_items(traj_steps, server, pad_end_of_episodes)
+  _write_items(traj_steps, server)
   size = server.localhost_client().server_info()[TABLE_NAME].current_size
   if size != traj_steps.num_items:
     server.stop()
@@ -228,6 +236,6 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
     return _connect(server_address)
   traj_steps, spec = _trajectory_steps(episodes, reward_shift, action_clipping,
                                        pad_end_of_episodes)
-  server = _start_server(traj_steps, spec, port, pad_end_of_episodes)
+  server = _start_server(traj_steps, spec, port)
   return Replay(spec, traj_steps.num_items, server=server)
 
