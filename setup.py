@@ -46,6 +46,8 @@ setuptools.setup(
         'console_scripts': [
             'cql_sac_train_eval = cql_sac.train_eval:run',
             'cql_sac_eval = cql_sac.eval:run',
+            'cql_sac_make_dataset = cql_sac.data.make_dataset:main',
+            'cql_sac_reverb_server = cql_sac.data.reverb_server:main',
         ],
     },
 )

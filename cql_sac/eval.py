@@ -120,8 +120,7 @@ def make_eval_actor(env: py_environment.PyEnvironment, policy: py_policy.PyPolic
       episodes_per_run=num_episodes,
       metrics=eval_metrics(env_name, num_episodes),
       summary_dir=summary_dir,
-      summary_interval=1,  # Write every evaluation (the Actor's default skips 1000 steps).
-      name='eval')
+      summary_interval=1)  # Write every evaluation (the Actor's default skips 1000 steps).
 
 
 def metric_results(eval_actor: actor.Actor) -> dict:

@@ -51,6 +51,7 @@ from cql_sac import eval as cql_eval
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.data.loading import load_episodes
 from cql_sac.data.replay import build_replay
+from cql_sac.data.steps import read_episode_steps
 from cql_sac.data.validation import validate_episodes
 from cql_sac.envs import load_env
 
@@ -234,8 +235,9 @@ def train_eval(
     env = load_env(env_name, seed=seed)
   except ValueError as e:
     raise ConfigError(f'Unknown --env_name={env_name}: {e}') from e
-  try:
-    episodes = load_episodes(dataset_name, data_dir=data_dir, take=data_take)
+  try:  # Read once into memory; validation and Reverb both use this copy.
+    episodes = read_episode_steps(
+        load_episodes(dataset_name, data_dir=data_dir, take=data_take), dataset_name)
   except ValueError as e:  # TFDS's DatasetNotFoundError is a ValueError too.
     raise ConfigError(f'Cannot load --dataset_name={dataset_name}: {e}') from e
   try:
@@ -304,7 +306,7 @@ def train_eval(
         os.path.join(root_dir, learner.POLICY_SAVED_MODEL_DIR), agent, train_step,
         interval=policy_save_interval)
     try:
-      cql_learner = learner.Learner(
+      cql_learner = _Learner(
           root_dir, train_step, agent,
           experience_dataset_fn=lambda: replay.as_dataset(batch_size, data_prefetch),
           triggers=[policy_trigger],
@@ -362,6 +364,20 @@ def train_eval(
       dataset_num_episodes=dataset_stats.num_episodes,
       dataset_num_transitions=dataset_stats.num_transitions,
       dataset_mean_episode_return=dataset_stats.mean_episode_return)
+
+
+class _Learner(learner.Learner):
+  """TF-Agents' Learner whose train summaries keep their names inside its training loop.
+
+  `Learner.run` runs the train steps in a tf.while_loop, whose name scope would prefix
+  every summary the agent writes there with 'while/', splitting each TensorBoard curve
+  in two (the first step of each call, and the others).
+  """
+
+  def single_train_step(self, iterator):
+    """Runs one train step (see `Learner.single_train_step`) at the root name scope."""
+    with tf.name_scope(''):
+      return super().single_train_step(iterator)
 
 
 def _check_root_dir(root_dir: str) -> None:
