@@ -192,10 +192,10 @@ def _start_server(traj_steps: transitions.TrajectorySteps, data_spec: trajectory
   return server
 
 
-def _connect(server_address: str) -> Replay:
+def _connect(server_address: str, timeout_s: int = _SERVER_TIMEOUT_S) -> Replay:
   """Reads spec and size of the table served at `server_address`."""
   try:
-    info = reverb.Client(server_address).server_info(timeout=_SERVER_TIMEOUT_S)[TABLE_NAME]
+    info = reverb.Client(server_address).server_info(timeout=timeout_s)[TABLE_NAME]
   except (reverb.errors.DeadlineExceededError, KeyError, RuntimeError) as error:
     raise ValueError(
         f'No Reverb table {TABLE_NAME!r} at {server_address!r}: {error}. Fix: start '

@@ -1,0 +1,136 @@
+"""Reverb replay holds every transition, samples uniformly, and matches the in-memory sampler."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import reverb
+import tensorflow as tf
+from scipy import stats
+
+from cql_sac.data import loading
+from cql_sac.data import replay
+from cql_sac.data import steps as steps_lib
+from tests.data import helpers
+
+BATCH = 256
+
+
+def _item_key(traj, b):
+  """Bytes identifying the item at batch position b of a [B, 2] Trajectory."""
+  return b''.join(np.asarray(field[b]).tobytes() for field in tf.nest.flatten(traj))
+
+
+def _sample(dataset, num_batches):
+  """(item bytes per sample, sampler key per sample) for num_batches batches."""
+  items, keys = [], []
+  for traj, info in dataset.take(num_batches).as_numpy_iterator():
+    items += [_item_key(traj, b) for b in range(BATCH)]
+    # Reverb gives each item's key once per step ([B, 2]); the in-memory sampler its index [B].
+    keys.append(info.key[:, 0] if hasattr(info, 'key') else info)
+  return items, np.concatenate(keys)
+
+
+def _all_items(in_memory):
+  everything = replay.transitions.gather_items(
+      in_memory.trajectory_steps.trajectory, in_memory.trajectory_steps.items,
+      np.arange(in_memory.num_items))
+  everything = tf.nest.map_structure(np.asarray, everything)
+  return [_item_key(everything, b) for b in range(in_memory.num_items)]
+
+
+@pytest.fixture(scope='module')
+def hopper_steps(hopper_dataset):
+  path, _ = hopper_dataset
+  return path, steps_lib.read_episode_steps(loading.load_episodes(path), path)
+
+
+def _assert_uniform(keys, num_items):
+  counts = np.unique(keys, return_counts=True)[1]
+  assert len(counts) == num_items  # Every item was drawn at least once.
+  assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_reverb_holds_every_transition_and_samples_uniformly(hopper_steps):
+  _, steps = hopper_steps
+  in_process = replay.build_replay(steps)
+  in_memory = replay.build_in_memory_replay(steps)
+  try:
+    size = reverb.Client(f'localhost:{in_process.server.port}').server_info()[
+        replay.TABLE_NAME].current_size
+    assert size == in_process.num_items == in_memory.num_items == helpers.NUM_STEPS
+    items, keys = _sample(in_process.as_dataset(BATCH), 30)  # ~26 draws per item.
+    _assert_uniform(keys, in_process.num_items)
+    assert set(items) == set(_all_items(in_memory))
+    _, indices = _sample(in_memory.as_dataset(BATCH), 30)
+    _assert_uniform(indices, in_memory.num_items)
+  finally:
+    in_process.close()
+
+
+def test_separate_server_serves_the_same_items(hopper_steps):
+  path, steps = hopper_steps
+  port = reverb.server.portpicker.pick_unused_port()
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'cql_sac.data.reverb_server', f'--port={port}',
+       f'--dataset_name={path}'], stdout=subprocess.PIPE, text=True)
+  try:
+    assert 'ready' in process.stdout.readline()
+    remote = replay.build_replay(None, server_address=f'localhost:{port}')
+    in_memory = replay.build_in_memory_replay(steps)
+    assert remote.num_items == in_memory.num_items
+    assert remote.data_spec == in_memory.data_spec
+    items, _ = _sample(remote.as_dataset(BATCH), 30)
+    assert set(items) == set(_all_items(in_memory))
+  finally:
+    process.terminate()
+    process.wait()
+
+
+def test_unreachable_server_raises_with_the_fix():
+  port = reverb.server.portpicker.pick_unused_port()
+  with pytest.raises(ValueError, match='cql_sac_reverb_server'):
+    replay._connect(f'localhost:{port}', timeout_s=1)  # pylint: disable=protected-access
+
+
+def test_reward_shift_and_action_clipping_touch_dataset_steps_only(hopper_steps):
+  _, steps = hopper_steps
+  shifted = replay.build_in_memory_replay(steps, reward_shift=-1.5,
+                                          action_clipping=(-0.2, 0.3)).trajectory_steps.trajectory
+  np.testing.assert_allclose(shifted.reward, steps.reward - 1.5)
+  np.testing.assert_array_equal(shifted.action, np.clip(steps.action, -0.2, 0.3))
+  np.testing.assert_array_equal(shifted.observation, steps.observation)
+
+
+def _one_step_episodes():
+  """Episodes of 1, 3 and 1 steps (toy 2-dim observations, 1-dim actions)."""
+  lengths = [1, 3, 1]
+  n = sum(lengths)
+  episode_index = np.repeat(np.arange(3), lengths)
+  first = np.diff(episode_index, prepend=-1) != 0
+  last = np.append(first[1:], True)
+  return steps_lib.EpisodeSteps(
+      observation=np.arange(2 * n, dtype=np.float32).reshape(n, 2) + 1,
+      action=np.full((n, 1), 0.5, np.float32), reward=np.arange(n, dtype=np.float32),
+      discount=np.ones(n, np.float32), is_first=first, is_last=last,
+      is_terminal=np.zeros(n, bool), episode_index=episode_index, num_episodes=3)
+
+
+@pytest.mark.parametrize('pad', [True, False])
+def test_one_step_episodes(pad):
+  steps = _one_step_episodes()
+  in_memory = replay.build_in_memory_replay(steps, pad_end_of_episodes=pad)
+  in_process = replay.build_replay(steps, pad_end_of_episodes=pad)
+  try:
+    assert in_memory.num_items == in_process.num_items == (4 if pad else 2)
+    items, _ = _sample(in_process.as_dataset(BATCH), 2)
+    assert set(items) == set(_all_items(in_memory))
+    traj = in_memory.trajectory_steps.trajectory
+    for first, second in in_memory.trajectory_steps.items:
+      if first in (0, 4):  # The one-step episodes: padded, never bootstrapped.
+        assert traj.discount[first] == 0 and not traj.observation[second].any()
+      else:
+        assert traj.discount[first] == 1 and second == first + 1
+  finally:
+    in_process.close()
