@@ -106,9 +106,10 @@ def validate_episodes(episodes: Episodes, dataset_name: str, observation_spec, a
   """
   steps = as_episode_steps(episodes, dataset_name)
   check = _Checker(dataset_name)
-  check.fail_if(int(steps.num_episodes == 0 or steps.num_steps == 0), 'steps',
-                f'dataset(s) with {steps.num_episodes} episodes and {steps.num_steps} steps '
-                '(empty)', 'check --dataset_name, --data_dir and --data_take.')
+  if steps.num_steps == 0:
+    raise ValueError(f'Dataset {dataset_name!r}, field \'steps\': the dataset is empty '
+                     f'({steps.num_episodes} episodes, 0 steps). Fix: check --dataset_name, '
+                     '--data_dir and --data_take.')
   check.check_spec(steps.observation, 'observation', observation_spec)
   check.check_spec(steps.action, 'action', action_spec)
   for field in ('reward', 'discount'):
