@@ -170,3 +170,18 @@ def test_total_loss_is_critic_objective_plus_actor_and_alpha():
       info.loss.numpy(),
       (e.critic_loss + 3.0 * e.cql_loss + e.actor_loss + e.alpha_loss).numpy(),
       rtol=RTOL)
+
+
+def test_behaviour_cloning_switches_exactly_at_num_bc_steps():
+  rng = np.random.default_rng(8)
+  agent = _agent(rng, num_bc_steps=3)
+  batch = fx.random_batch(rng, B)
+  time_steps, actions, _ = fx.transition_parts(agent, batch)
+  for step, bc in ((0, True), (2, True), (3, False), (10, False)):
+    agent.train_step_counter.assign(step)
+    want = ref.actor_loss(
+        _critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
+        agent.injected[cql._SEED_ACTOR], alpha=np.exp(0.3),
+        behaviour_cloning=bc, bounds=_bounds(agent))
+    np.testing.assert_allclose(agent.actor_loss(time_steps, actions).numpy(),
+                               want, rtol=RTOL, atol=ATOL)

@@ -1,0 +1,44 @@
+"""Learning behaviour on the one-step bandit of tests/agents/bandit.py."""
+import numpy as np
+import pytest
+
+from tests.agents import bandit
+
+
+def _cql_losses(infos):
+  return np.array([float(info.extra.cql_loss) for info in infos])
+
+
+def test_cql_is_conservative_where_sac_overestimates():
+  """Kumar et al. 2020, Theorem 3.2: with the CQL term the learned Q at
+  out-of-data actions lies below the true value; plain SAC extrapolates it up."""
+  cql_agent = bandit.make_agent(cql=True)
+  bandit.train(cql_agent, 600)
+  q_out = bandit.q_values(cql_agent, bandit.OUT_OF_DATA_ACTIONS)
+  q_data = bandit.q_values(cql_agent, bandit.DATA_ACTIONS)
+  assert np.all(q_out < bandit.TRUE_OUT_OF_DATA_VALUE), q_out
+  assert q_out.max() < q_data.min(), (q_out, q_data)
+
+  sac_agent = bandit.make_agent(cql=False)
+  bandit.train(sac_agent, 600)
+  q_out_sac = bandit.q_values(sac_agent, bandit.OUT_OF_DATA_ACTIONS)
+  assert np.all(q_out_sac > bandit.TRUE_OUT_OF_DATA_VALUE), q_out_sac
+  assert np.all(q_out_sac > q_out)
+
+
+@pytest.mark.parametrize('tau', [2.2, 2.4])
+def test_lagrange_drives_cql_gap_to_tau(tau):
+  """On this problem the gap is 1.95 at a fixed α'=5 and 2.8 at α'=0.001
+  (800 steps, measured); Lagrange must hold it at τ in between."""
+  agent = bandit.make_agent(cql=True, reward_scale_factor=4.0,
+                            use_lagrange_cql_alpha=True, cql_tau=tau,
+                            cql_alpha=1.0, cql_alpha_learning_rate=3e-2)
+  gaps = _cql_losses(bandit.train(agent, 600))
+  assert abs(gaps[-200:].mean() - tau) < 0.1, gaps[-200:].mean()
+
+
+def test_bc_debug_mode_makes_cql_loss_fall():
+  agent = bandit.make_agent(cql=True, bc_debug_mode=True)
+  gaps = _cql_losses(bandit.train(agent, 300))
+  assert gaps[-50:].mean() < gaps[:20].mean() - 0.5, (gaps[:20].mean(),
+                                                       gaps[-50:].mean())

@@ -1,0 +1,279 @@
+"""End-to-end tests of cql_sac_train_eval and cql_sac_eval on data recorded in the real Hopper.
+
+The binaries run as subprocesses (as a user runs them) with tiny networks; bad-input checks
+call `train_eval` in-process. Together about 2-3 minutes on 2 CPU cores.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import gin
+import pytest
+import tensorflow as tf
+
+from cql_sac import train_eval
+from cql_sac.data.collect import write_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'tools'))
+from plot_training_curve import read_scalars  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ENV_NAME = 'hopper-random-v2'
+# Tiny networks on top of the quickstart config, so that a run takes seconds.
+TINY = ['train_eval.actor_fc_layers=(16, 16)', 'train_eval.critic_joint_fc_layers=(16, 16)',
+        'train_eval.batch_size=16', 'train_eval.num_cql_samples=2', 'train_eval.eval_episodes=2']
+TRAIN_TAGS = ['Losses/critic_loss', 'Losses/actor_loss', 'Losses/alpha_loss', 'Losses/cql_loss',
+              'Losses/cql_alpha_loss', 'cql_alpha', 'sac_alpha', 'RunTime/train_steps_per_sec']
+EVAL_TAGS = ['Metrics/AverageReturn', 'Metrics/AverageEpisodeLength',
+             'Metrics/d4rl_normalized_score']
+
+
+@pytest.fixture(scope='module')
+def dataset_dir(tmp_path_factory):
+  """A 2,000-step RLDS dataset recorded with a random policy in the real Hopper."""
+  return write_dataset(ENV_NAME, 'random', 2000, str(tmp_path_factory.mktemp('data') / 'hopper'),
+                       seed=0)
+
+
+def binary_command(module, *flags):
+  """The command line running `python -m <module> <flags>`."""
+  return [sys.executable, '-m', module, *flags]
+
+
+def train_command(root_dir, dataset_dir, *bindings, num_steps):
+  """cql_sac_train_eval on the test dataset with the quickstart config and tiny networks."""
+  return binary_command(
+      'cql_sac.train_eval', f'--root_dir={root_dir}', f'--env_name={ENV_NAME}',
+      f'--dataset_name={dataset_dir}', f'--gin_file={REPO}/configs/quickstart.gin',
+      f'--num_gradient_updates={num_steps}', '--seed=1',
+      *[f'--gin_bindings={b}' for b in TINY], *[f'--gin_param={b}' for b in bindings])
+
+
+def run_binary(command, cwd, **kwargs):
+  """Runs a binary from `cwd` with the checkout importable; returns CompletedProcess."""
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
+  return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope='module')
+def finished_run(dataset_dir, tmp_path_factory):
+  """A 300-step run with evaluation every 150 steps and 200 steps per Learner call.
+
+  Runs from a directory other than the checkout, so the config's include must resolve
+  relative to the config file. CQL-Lagrange is on so every loss field is summarized.
+  """
+  work_dir = tmp_path_factory.mktemp('cwd')
+  root_dir = str(work_dir / 'run')
+  result = run_binary(
+      train_command(root_dir, dataset_dir, 'train_eval.use_lagrange_cql_alpha=True',
+                    'train_eval.eval_interval=150', 'train_eval.summary_interval=50',
+                    'train_eval.checkpoint_interval=100', 'train_eval.policy_save_interval=100',
+                    num_steps=300) + ['--learner_iterations_per_call=200'],
+      cwd=work_dir, timeout=600)
+  assert result.returncode == 0, result.stderr[-5000:]
+  return root_dir, result
+
+
+def test_end_to_end_writes_train_and_eval_summaries(finished_run):
+  root_dir, result = finished_run
+  train = read_scalars(os.path.join(root_dir, 'train'))
+  evals = read_scalars(os.path.join(root_dir, 'eval'))
+  assert set(TRAIN_TAGS) <= set(train), sorted(train)
+  assert set(EVAL_TAGS) <= set(evals), sorted(evals)
+  assert not [tag for tag in train if tag.startswith('while/')]
+  # Evaluation at step 0 and at each multiple of eval_interval (150), although the Learner
+  # runs 200 steps per call, and summaries every summary_interval (50) steps.
+  assert [step for step, _ in evals['Metrics/AverageReturn']] == [0, 150, 300]
+  assert [step for step, _ in train['Losses/cql_loss']] == list(range(0, 300, 50))
+  assert 'Final evaluation: mean return' in result.stdout
+  assert 'D4RL normalized score' in result.stdout
+  assert re.search(r'mean episode return \d+\.\d\d', result.stdout)
+  assert re.search(r'step 300/300 \(100%\), [\d.]+ steps/s, ETA', result.stderr)
+
+
+def test_end_to_end_saves_checkpoints_and_policies(finished_run):
+  root_dir, _ = finished_run
+  state = tf.train.get_checkpoint_state(os.path.join(root_dir, 'train', 'checkpoints'))
+  assert state.model_checkpoint_path.endswith('ckpt-300')
+  variables = [name for name, _ in tf.train.list_variables(state.model_checkpoint_path)]
+  for part in ('train_step', 'log_cql_alpha', '_log_alpha', '_critic_optimizer',
+               '_actor_optimizer', '_alpha_optimizer', '_target_critic_network_1'):
+    assert any(part in name for name in variables), (part, variables[:20])
+  for policy in ('policy', 'greedy_policy', 'collect_policy'):
+    assert os.path.exists(os.path.join(root_dir, 'policies', policy, 'saved_model.pb'))
+  assert os.path.isdir(os.path.join(root_dir, 'policies', 'checkpoints',
+                                    'policy_checkpoint_0000000300'))
+
+
+def test_cql_sac_eval_prints_return_std_and_score(finished_run, tmp_path):
+  root_dir, _ = finished_run
+  result = run_binary(binary_command('cql_sac.eval', f'--policy_dir={root_dir}/policies',
+                                     f'--env_name={ENV_NAME}', '--num_episodes=2'),
+                      cwd=tmp_path, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert '(train step 300)' in result.stdout
+  for line in ('mean return: ', 'std return: ', 'normalized score: '):
+    assert re.search(re.escape(line) + r'-?\d+\.\d\d', result.stdout), result.stdout
+
+
+def test_resume_after_sigkill_continues_the_step_count(dataset_dir, tmp_path):
+  root_dir = str(tmp_path / 'run')
+  checkpoint_dir = os.path.join(root_dir, 'train', 'checkpoints')
+  command = train_command(root_dir, dataset_dir, 'train_eval.checkpoint_interval=100',
+                          'train_eval.max_checkpoints_to_keep=100',
+                          'train_eval.eval_interval=0', num_steps=2000)
+  command.append('--learner_iterations_per_call=100')
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
+  process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+      state = tf.train.get_checkpoint_state(checkpoint_dir)
+      if state and len(state.all_model_checkpoint_paths) >= 2:
+        break
+      time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+  finally:
+    process.wait()
+  assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  listed = [int(p.rsplit('-', 1)[1]) for p in state.all_model_checkpoint_paths]
+  files_before = set(os.listdir(checkpoint_dir))
+  assert max(listed) < 2000
+
+  result = run_binary(command, cwd=tmp_path, timeout=600)
+  assert result.returncode == 0, result.stderr[-5000:]
+  resumed_at = int(re.search(r'Resuming from the checkpoint at step (\d+)',
+                             result.stderr).group(1))
+  assert resumed_at >= max(listed)
+  assert f'step {resumed_at + 100}/2000' in result.stderr
+  assert 'Trained 2000 steps' in result.stdout
+  assert files_before <= set(os.listdir(checkpoint_dir))  # No checkpoint file lost.
+  final = tf.train.get_checkpoint_state(checkpoint_dir)
+  assert final.model_checkpoint_path.endswith('ckpt-2000')
+  steps = [step for step, _ in read_scalars(os.path.join(root_dir, 'train'))[
+      'RunTime/train_steps_per_sec']]
+  assert steps[-1] == 2000 and resumed_at + 100 in steps
+
+
+# --- Bad input: an error naming the fix, before training, the root_dir left intact. ----------
+
+def snapshot(directory):
+  """{relative path: sha256} of every file under `directory`."""
+  files = {}
+  for parent, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(parent, name)
+      with open(path, 'rb') as f:
+        files[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+  return files
+
+
+@pytest.fixture
+def existing_root_dir(finished_run, tmp_path):
+  """A copy of a finished run's root_dir."""
+  root_dir = str(tmp_path / 'run')
+  shutil.copytree(finished_run[0], root_dir)
+  return root_dir
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+  """Each test starts and ends with no gin bindings."""
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+def small_train_eval(root_dir, dataset_dir, **overrides):
+  """Calls train_eval in-process with the test's tiny settings."""
+  kwargs = dict(root_dir=root_dir, env_name=ENV_NAME, dataset_name=dataset_dir,
+                actor_fc_layers=(16, 16), critic_joint_fc_layers=(16, 16), batch_size=16,
+                num_cql_samples=2, num_gradient_updates=310, eval_episodes=1)
+  kwargs.update(overrides)
+  return train_eval.train_eval(**kwargs)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(env_name='hopper-mediumm-v2'), r'Unknown --env_name=hopper-mediumm-v2'),
+    (dict(dataset_name='d4rl_mujoco_hopper_nonexistent/v2-medium'),
+     r'Cannot load --dataset_name=d4rl_mujoco_hopper_nonexistent'),
+    (dict(env_name='walker2d-random-v2'),
+     r'does not fit --env_name=walker2d-random-v2.*observation'),
+])
+def test_bad_env_or_dataset_fails_before_touching_root_dir(
+    existing_root_dir, dataset_dir, overrides, message):
+  before = snapshot(existing_root_dir)
+  with pytest.raises(train_eval.ConfigError, match=message):
+    small_train_eval(existing_root_dir, dataset_dir, **overrides)
+  assert snapshot(existing_root_dir) == before
+
+
+def test_corrupt_checkpoint_is_named_and_kept(existing_root_dir, dataset_dir):
+  data_file = os.path.join(existing_root_dir, 'train', 'checkpoints',
+                           'ckpt-300.data-00000-of-00001')
+  with open(data_file, 'r+b') as f:
+    f.truncate(os.path.getsize(data_file) // 2)
+  before = snapshot(existing_root_dir)
+  with pytest.raises(train_eval.ConfigError) as error:
+    small_train_eval(existing_root_dir, dataset_dir)
+  assert 'ckpt-300.data-00000-of-00001' in str(error.value)
+  assert '--root_dir' in str(error.value)
+  assert snapshot(existing_root_dir) == before
+
+
+def test_unwritable_root_dir(tmp_path, dataset_dir):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a directory')
+  with pytest.raises(train_eval.ConfigError, match='not a writable directory'):
+    small_train_eval(str(blocker / 'run'), dataset_dir)
+  assert blocker.read_text() == 'not a directory'
+
+
+def test_missing_gin_file():
+  with pytest.raises(train_eval.ConfigError, match=r'--gin_file=configs/nope.gin not found'):
+    train_eval.parse_gin_config(['configs/nope.gin'], [])
+
+
+def test_unknown_gin_parameter_suggests_the_closest():
+  with pytest.raises(train_eval.ConfigError, match=r"batchsize.*Did you mean: batch_size"):
+    train_eval.parse_gin_config([], ['train_eval.batchsize = 64'])
+
+
+@pytest.mark.parametrize('name, parameter, value', [
+    ('mujoco_medium', 'cql_alpha', 0.1), ('mujoco_medium_expert', 'cql_alpha', 1.0),
+    ('mujoco_medium_replay', 'cql_alpha', 1.0), ('antmaze', 'reward_shift', -0.5),
+    ('quickstart', 'batch_size', 64)])
+def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name, parameter,
+                                                     value):
+  monkeypatch.chdir(tmp_path)
+  train_eval.parse_gin_config([os.path.join(REPO, 'configs', f'{name}.gin')], [])
+  assert gin.query_parameter(f'train_eval.{parameter}') == value
+  if name != 'antmaze':  # Included from mujoco.gin.
+    assert gin.query_parameter('train_eval.softmax_temperature') == 50.0
+
+
+def test_cli_reports_bad_input_without_traceback(existing_root_dir, dataset_dir, tmp_path):
+  before = snapshot(existing_root_dir)
+  result = run_binary(
+      binary_command('cql_sac.train_eval', f'--root_dir={existing_root_dir}',
+                     f'--env_name={ENV_NAME}', f'--dataset_name={dataset_dir}',
+                     '--gin_file=configs/missing.gin'), cwd=tmp_path, timeout=300)
+  assert result.returncode != 0
+  assert 'cql_sac_train_eval: error: --gin_file=configs/missing.gin not found' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert snapshot(existing_root_dir) == before
+
+
+@pytest.mark.parametrize('step, expected', [
+    (0, 150), (150, 150), (300, 100), (100, 50), (390, 10)])
+def test_learner_calls_stop_at_each_evaluation_and_the_end(step, expected):
+  # 400 steps, at most 200 per call, evaluation every 150 steps.
+  assert train_eval._iterations_until_next_stop(step, 400, 200, 150) == expected
