@@ -92,9 +92,8 @@ def run(unused_argv) -> None:
         f'{time.perf_counter() - start:.0f} s, +{_rss_mib() - rss1:.0f} MiB resident')
   print(f'    {_batches_per_second(in_process.as_dataset(batch), num_batches):.0f} batches/s '
         f'of {batch}')
-  print(f'    with num_parallel_calls=2: '
-        f'{_batches_per_second(in_process.as_dataset(batch, num_parallel_calls=2), num_batches):.0f}'
-        ' batches/s')
+  parallel = in_process.as_dataset(batch, num_parallel_calls=2)
+  print(f'    with num_parallel_calls=2: {_batches_per_second(parallel, num_batches):.0f} batches/s')
   in_process.close()
 
   port = _free_port()
@@ -105,11 +104,10 @@ def run(unused_argv) -> None:
   try:
     ready.wait()
     remote = replay.build_replay(None, server_address=f'localhost:{port}')
+    parallel = remote.as_dataset(batch, num_parallel_calls=2)
     print(f'(b) separate Reverb server: {remote.num_items} items, '
           f'{_batches_per_second(remote.as_dataset(batch), num_batches):.0f} batches/s; '
-          f'num_parallel_calls=2: '
-          f'{_batches_per_second(remote.as_dataset(batch, num_parallel_calls=2), num_batches):.0f}'
-          ' batches/s')
+          f'num_parallel_calls=2: {_batches_per_second(parallel, num_batches):.0f} batches/s')
   finally:
     process.terminate()
     process.join()

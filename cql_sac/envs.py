@@ -26,8 +26,8 @@ Where these environments differ from the mujoco-py ones D4RL recorded its datase
    gymnasium-robotics and translating x, y; the goal is not part of the observation, as in D4RL.
    Remaining differences: the goal counts as reached within 0.45 m (D4RL: 0.5 m); the episode
    ends there (D4RL eval envs too) with reward 1 on that step; gymnasium-robotics adds uniform
-   noise of +-0.25 cell (+-1 m) to the start and goal positions, where D4RL's evaluation reset had none on
-   the start cell.
+   noise of +-0.25 cell (+-1 m) to the start and goal positions, where D4RL's evaluation reset
+   had none on the start cell.
 5. Observations are cast from float64 to float32, the dtype TFDS stores D4RL observations in, so
    the environment's specs equal the dataset's. Actions are float32 in [-1, 1] in both.
 """

@@ -61,7 +61,8 @@ def load_episodes(dataset_name: str, data_dir: Optional[str] = None,
       'd4rl_antmaze/medium-play-v0:1.1.1' (loaded with `tfds.load(name, split='train',
       data_dir=data_dir)`), or a directory holding a TFDS dataset written by this project
       (`tfds.builder_from_directory`; `data_dir` is then ignored).
-    data_dir: TFDS data directory for catalog names; None uses TFDS's default (~/tensorflow_datasets).
+    data_dir: TFDS data directory for catalog names; None uses TFDS's default
+      (~/tensorflow_datasets).
     take: keep only the first `take` EPISODES (not steps); None keeps all.
 
   Returns:
