@@ -93,7 +93,7 @@ def run(unused_argv) -> None:
   print(f'    {_batches_per_second(in_process.as_dataset(batch), num_batches):.0f} batches/s '
         f'of {batch}')
   parallel = in_process.as_dataset(batch, num_parallel_calls=2)
-  print(f'    with num_parallel_calls=2: {_batches_per_second(parallel, num_batches):.0f} batches/s')
+  print(f'    num_parallel_calls=2: {_batches_per_second(parallel, num_batches):.0f} batches/s')
   in_process.close()
 
   port = _free_port()
