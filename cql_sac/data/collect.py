@@ -7,7 +7,6 @@ ends marked), and how users record their own: the result loads with
 
 from typing import Optional, Union
 
-import numpy as np
 from tf_agents.policies import py_policy
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.policies import random_py_policy
