@@ -413,7 +413,7 @@ def _check_checkpoint(checkpoint_dir: str) -> None:
     reader = tf.train.load_checkpoint(prefix)
     for name in reader.get_variable_to_shape_map():
       reader.get_tensor(name)
-  except (tf.errors.OpError, ValueError) as e:
+  except Exception as e:  # pylint: disable=broad-except  # TF raises several kinds here.
     files = sorted(tf.io.gfile.glob(prefix + '*')) if prefix else [
         os.path.join(checkpoint_dir, 'checkpoint')]
     raise ConfigError(

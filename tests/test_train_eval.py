@@ -127,7 +127,7 @@ def test_resume_after_sigkill_continues_the_step_count(dataset_dir, tmp_path):
   checkpoint_dir = os.path.join(root_dir, 'train', 'checkpoints')
   command = train_command(root_dir, dataset_dir, 'train_eval.checkpoint_interval=100',
                           'train_eval.max_checkpoints_to_keep=100',
-                          'train_eval.eval_interval=0', num_steps=2000)
+                          'train_eval.eval_interval=0', num_steps=1000)
   command.append('--learner_iterations_per_call=100')
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
   process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
@@ -146,21 +146,21 @@ def test_resume_after_sigkill_continues_the_step_count(dataset_dir, tmp_path):
   state = tf.train.get_checkpoint_state(checkpoint_dir)
   listed = [int(p.rsplit('-', 1)[1]) for p in state.all_model_checkpoint_paths]
   files_before = set(os.listdir(checkpoint_dir))
-  assert max(listed) < 2000
+  assert max(listed) < 1000
 
   result = run_binary(command, cwd=tmp_path, timeout=600)
   assert result.returncode == 0, result.stderr[-5000:]
   resumed_at = int(re.search(r'Resuming from the checkpoint at step (\d+)',
                              result.stderr).group(1))
   assert resumed_at >= max(listed)
-  assert f'step {resumed_at + 100}/2000' in result.stderr
-  assert 'Trained 2000 steps' in result.stdout
+  assert f'step {resumed_at + 100}/1000' in result.stderr
+  assert 'Trained 1000 steps' in result.stdout
   assert files_before <= set(os.listdir(checkpoint_dir))  # No checkpoint file lost.
   final = tf.train.get_checkpoint_state(checkpoint_dir)
-  assert final.model_checkpoint_path.endswith('ckpt-2000')
+  assert final.model_checkpoint_path.endswith('ckpt-1000')
   steps = [step for step, _ in read_scalars(os.path.join(root_dir, 'train'))[
       'RunTime/train_steps_per_sec']]
-  assert steps[-1] == 2000 and resumed_at + 100 in steps
+  assert steps[-1] == 1000 and resumed_at + 100 in steps
 
 
 # --- Bad input: an error naming the fix, before training, the root_dir left intact. ----------
