@@ -509,6 +509,7 @@ def main(argv: Sequence[str]) -> None:
   overrides = {name: args[name].value for name in _TRAIN_EVAL_FLAGS if args[name].present}
   try:
     parse_gin_config(args.gin_file, args.gin_bindings + args.gin_param)
+    logging.info('Gin bindings:\n%s', gin.config_str())
     result = train_eval(**overrides)
   except ConfigError as e:
     sys.exit(f'cql_sac_train_eval: error: {e}')

@@ -229,6 +229,13 @@ def test_corrupt_checkpoint_is_named_and_kept(existing_root_dir, dataset_dir):
   assert snapshot(existing_root_dir) == before
 
 
+def test_checkpoint_of_other_network_sizes(existing_root_dir, dataset_dir):
+  before = snapshot(os.path.join(existing_root_dir, 'train', 'checkpoints'))
+  with pytest.raises(train_eval.ConfigError, match='other network sizes.*another --root_dir'):
+    small_train_eval(existing_root_dir, dataset_dir, critic_joint_fc_layers=(8, 8))
+  assert snapshot(os.path.join(existing_root_dir, 'train', 'checkpoints')) == before
+
+
 def test_unwritable_root_dir(tmp_path, dataset_dir):
   blocker = tmp_path / 'a_file'
   blocker.write_text('not a directory')
