@@ -763,7 +763,7 @@ class CqlSacAgent(sac_agent.SacAgent):
                             cql_alpha_variables, self._cql_alpha_optimizer)
 
     loss_info = self._loss_info(critic, actor_loss, alpha_loss, cql_alpha_loss)
-    self._write_loss_summaries(loss_info.extra)
+    self.write_loss_summaries(loss_info.extra)
     self.train_step_counter.assign_add(1)
     self._update_target()
     return loss_info
@@ -807,8 +807,16 @@ class CqlSacAgent(sac_agent.SacAgent):
             alpha_loss=alpha_loss, cql_loss=critic.cql_loss,
             cql_alpha=critic.cql_alpha, cql_alpha_loss=cql_alpha_loss))
 
-  def _write_loss_summaries(self, extra: CqlSacLossInfo) -> None:
-    """Scalars under Losses/ plus cql_alpha and sac_alpha (tf_agents' tags)."""
+  def write_loss_summaries(self, extra: CqlSacLossInfo) -> None:
+    """Writes one step's losses with tf_agents' CqlSacAgent TensorBoard tags.
+
+    Scalars Losses/{critic_loss, actor_loss, alpha_loss, cql_loss,
+    cql_alpha_loss (Lagrange only)}, cql_alpha and sac_alpha, at step
+    `train_step_counter`, under the caller's default summary writer.
+
+    Args:
+      extra: The step's `CqlSacLossInfo` (float32 scalars).
+    """
     step = self.train_step_counter
     with tf.name_scope('Losses'):
       for name in ('critic_loss', 'actor_loss', 'alpha_loss', 'cql_loss'):

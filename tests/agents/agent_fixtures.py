@@ -94,9 +94,17 @@ class InjectedSamplesAgent(cql_sac_agent.CqlSacAgent):
   """CqlSacAgent whose random draws are replaced by fixed arrays.
 
   `injected` maps a seed purpose (cql_sac_agent._SEED_*) to the actions to
-  return, plus 'uniform' and 'reward_noise'.
+  return, plus 'uniform' and 'reward_noise'. It is kept out of tf.Module's
+  variable tracking.
   """
-  injected = {}
+
+  @property
+  def injected(self):
+    return self._injected_holder[0]
+
+  @injected.setter
+  def injected(self, values):
+    self._injected_holder = _Untracked(values)
 
   def _sample_actions(self, distribution, sample_shape, purpose):
     return tf.constant(self.injected[purpose], tf.float32)
@@ -106,3 +114,14 @@ class InjectedSamplesAgent(cql_sac_agent.CqlSacAgent):
 
   def _sample_reward_noise(self, shape):
     return tf.constant(self.injected['reward_noise'], tf.float32)
+
+
+class _Untracked:
+  """Holds a value where tf.Module's attribute tracking does not look."""
+
+  def __init__(self, value):
+    self._value = value
+
+  def __getitem__(self, index):
+    assert index == 0
+    return self._value
