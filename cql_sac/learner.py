@@ -33,12 +33,13 @@ class FusedLearner(tf.Module):
     jit_compile: Compile the K-step loop with XLA.
     strategy: Optional `tf.distribute.Strategy` (e.g. `MirroredStrategy`).
       The agent must have been built under its scope; each call then takes a
-      distributed value of per-replica [K, B/R, ...] batches and the CQL term
-      keeps its single-replica weight (the agent averages every loss over the
-      global batch).
+      distributed value of per-replica [K, B/R, ...] batches (see
+      `distribute_stacked`) and the CQL term keeps its single-replica weight
+      (the agent averages every loss over the global batch).
 
   Raises:
-    ValueError: If `steps_per_call < 1`.
+    ValueError: If `steps_per_call < 1`, or `jit_compile` with several
+      replicas.
   """
 
   def __init__(self, agent: cql_sac_agent.CqlSacAgent, steps_per_call: int = 1,
@@ -52,34 +53,50 @@ class FusedLearner(tf.Module):
     self._agent = agent
     self.steps_per_call = int(steps_per_call)
     self._strategy = strategy or tf.distribute.get_strategy()
+    if jit_compile and self._strategy.num_replicas_in_sync > 1:
+      raise ValueError(
+          'jit_compile=True is supported with a single replica only; use '
+          'jit_compile=False with a multi-replica strategy.')
     self._train_steps = tf.function(self._train_steps_fn, autograph=False,
                                     jit_compile=jit_compile)
-    self._distributed_train = tf.function(self._distributed_train_fn,
-                                          autograph=False)
 
   def _train_steps_fn(self, experience):
-    """K agent updates on `experience` [K, B, 2, ...]; LossInfo fields [K]."""
-    num_steps = tf.shape(tf.nest.flatten(experience)[0])[0]
+    """K agent updates on `experience` [K, B, 2, ...]; LossInfo fields [K].
+
+    With several replicas the loop runs in cross-replica context and each
+    iteration is one `strategy.run` of a single agent step (a while loop may
+    not contain the optimizers' cross-replica gradient sums).
+    """
+    num_steps = tf.shape(tf.nest.flatten(
+        self._strategy.experimental_local_results(experience))[0])[0]
     arrays = tf.nest.map_structure(
         lambda _: tf.TensorArray(tf.float32, size=num_steps),
         self._loss_structure())
 
-    def body(i, arrays):
-      batch = tf.nest.map_structure(lambda x: tf.gather(x, i), experience)
+    def step(i, replica_experience):
+      batch = tf.nest.map_structure(lambda x: tf.gather(x, i),
+                                    replica_experience)
       info = self._agent._train(batch, weights=None)  # pylint: disable=protected-access
-      info = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), info)
+      return tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), info)
+
+    def body(i, arrays):
+      if self._strategy.num_replicas_in_sync > 1:
+        per_replica = self._strategy.run(step, args=(i, experience))
+        # Each replica's losses are its share of the global-batch mean;
+        # cql_alpha is the same value on every replica.
+        info = self._strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                                     axis=None)
+        info = info._replace(extra=info.extra._replace(
+            cql_alpha=info.extra.cql_alpha
+            / self._strategy.num_replicas_in_sync))
+      else:
+        info = step(i, experience)
       return i + 1, tf.nest.map_structure(lambda a, x: a.write(i, x), arrays,
                                           info)
 
     _, arrays = tf.while_loop(lambda i, _: i < num_steps, body,
                               (tf.constant(0), arrays))
     return tf.nest.map_structure(lambda a: a.stack(), arrays)
-
-  def _distributed_train_fn(self, experience):
-    per_replica = self._strategy.run(self._train_steps, args=(experience,))
-    # Each replica's losses are its share of the global-batch mean.
-    return self._strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
-                                 axis=None)
 
   @staticmethod
   def _loss_structure():
@@ -100,8 +117,6 @@ class FusedLearner(tf.Module):
       one entry per step.
     """
     with tf.summary.record_if(False):
-      if self._strategy.num_replicas_in_sync > 1:
-        return self._distributed_train(experience)
       return self._train_steps(experience)
 
   def run(self, iterator) -> tf_agent.LossInfo:
@@ -142,3 +157,32 @@ def stack_batches(dataset: tf.data.Dataset, steps_per_call: int,
       dataset.element_spec, 'observation'):
     dataset = dataset.map(lambda experience, _: experience)
   return dataset.batch(steps_per_call, drop_remainder=True).prefetch(prefetch)
+
+
+def distribute_stacked(strategy: tf.distribute.Strategy, experience):
+  """Splits K-stacked experience [K, B, ...] along B across the replicas.
+
+  Args:
+    strategy: The strategy the agent was built under (R replicas).
+    experience: `Trajectory` with outer dims [K, B, 2]; B divisible by R.
+
+  Returns:
+    A distributed value whose replica r holds [K, B/R, 2] (rows r·B/R ...).
+
+  Raises:
+    ValueError: If B is not divisible by the number of replicas.
+  """
+  replicas = strategy.num_replicas_in_sync
+  batch_size = tf.nest.flatten(experience)[0].shape[1]
+  if batch_size % replicas:
+    raise ValueError(
+        f'The batch size {batch_size} must be divisible by the number of '
+        f'replicas {replicas}; change batch_size.')
+  shard = batch_size // replicas
+
+  def replica_value(context):
+    start = context.replica_id_in_sync_group * shard
+    return tf.nest.map_structure(lambda x: x[:, start:start + shard],
+                                 experience)
+
+  return strategy.experimental_distribute_values_from_function(replica_value)

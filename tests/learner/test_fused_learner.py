@@ -84,3 +84,23 @@ def test_fused_steps_equal_single_steps(jit_compile, lagrange):
 def test_steps_per_call_must_be_positive():
   with pytest.raises(ValueError, match='steps_per_call must be >= 1, got 0'):
     learner_lib.FusedLearner(fx.make_agent(), steps_per_call=0)
+
+
+def test_two_replica_mirrored_update_equals_one_replica():
+  """MirroredStrategy over two logical CPUs, global batch split in halves, gives
+  the one-replica update (the CQL term is not over-weighted by the replica
+  count, and the Lagrange threshold is split across replicas)."""
+  import json
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+  out = subprocess.run(
+      [sys.executable, '-m', 'tests.learner.mirrored_check'], cwd=root,
+      capture_output=True, text=True, timeout=600, check=True,
+      env=dict(os.environ, PYTHONPATH=root))
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result['replicas'] == 2
+  assert result['max_relative_variable_difference'] < 1e-5, result
+  for field, difference in result['max_loss_difference'].items():
+    assert difference < 1e-5, (field, result)
