@@ -447,8 +447,7 @@ class CqlSacAgent(sac_agent.SacAgent):
         tf.reshape(samples.policy_actions, [-1, action_dim]),
         tf.reshape(samples.uniform_actions, [-1, action_dim]),
     ], axis=0)
-    q, _ = critic((observations, all_actions), step_type=step_types,
-                  training=training)
+    q = _q_values(critic, observations, all_actions, step_types, training)
     batch_size = tf.shape(actions)[0]
     q_data = q[:batch_size]
     q_policy, q_uniform = tf.split(
@@ -520,12 +519,11 @@ class CqlSacAgent(sac_agent.SacAgent):
     """
     next_actions, next_log_pis = self._actions_and_log_probs(
         next_time_steps, training=False, purpose=_SEED_TD_NEXT_ACTION)
-    target_input = (next_time_steps.observation, next_actions)
-    target_q1, _ = self._target_critic_network_1(
-        target_input, step_type=next_time_steps.step_type, training=False)
-    target_q2, _ = self._target_critic_network_2(
-        target_input, step_type=next_time_steps.step_type, training=False)
-    target_q = tf.minimum(target_q1, target_q2)
+    target_q = tf.minimum(*[
+        _q_values(critic, next_time_steps.observation, next_actions,
+                  next_time_steps.step_type, training=False)
+        for critic in (self._target_critic_network_1,
+                       self._target_critic_network_2)])
     if self._include_critic_entropy_term:
       target_q -= tf.exp(self._log_alpha) * next_log_pis
     rewards = next_time_steps.reward
@@ -580,11 +578,10 @@ class CqlSacAgent(sac_agent.SacAgent):
       float32 scalar E_B[f(y, Q1(s,a)) + f(y, Q2(s,a))].
     """
     td_targets = self._td_targets(next_time_steps, gamma, reward_scale_factor)
-    critic_input = (time_steps.observation, actions)
-    q_1, _ = self._critic_network_1(
-        critic_input, step_type=time_steps.step_type, training=training)
-    q_2, _ = self._critic_network_2(
-        critic_input, step_type=time_steps.step_type, training=training)
+    q_1, q_2 = [
+        _q_values(critic, time_steps.observation, actions,
+                  time_steps.step_type, training)
+        for critic in (self._critic_network_1, self._critic_network_2)]
     return self._td_loss(q_1, q_2, td_targets, td_errors_loss_fn, weights)
 
   def _critic_terms(self, time_steps, actions, next_time_steps, weights,
@@ -646,12 +643,10 @@ class CqlSacAgent(sac_agent.SacAgent):
                                       self.action_spec)
 
       def min_q():
-        critic_input = (time_steps.observation, sampled_actions)
-        q_1, _ = self._critic_network_1(
-            critic_input, step_type=time_steps.step_type, training=False)
-        q_2, _ = self._critic_network_2(
-            critic_input, step_type=time_steps.step_type, training=False)
-        return tf.minimum(q_1, q_2)
+        return tf.minimum(*[
+            _q_values(critic, time_steps.observation, sampled_actions,
+                      time_steps.step_type, training=False)
+            for critic in (self._critic_network_1, self._critic_network_2)])
 
       def data_log_prob():
         return common.log_probability(distribution, actions, self.action_spec)
@@ -827,6 +822,17 @@ class CqlSacAgent(sac_agent.SacAgent):
     tf.compat.v2.summary.scalar('cql_alpha', extra.cql_alpha, step=step)
     tf.compat.v2.summary.scalar('sac_alpha', tf.exp(self._log_alpha),
                                 step=step)
+
+
+def _q_values(critic, observations, actions, step_types, training):
+  """Q(s, a) as float32 [rows], whatever the critic's compute dtype.
+
+  Critics built with a bfloat16 compute policy (cql_sac.networks) return
+  bfloat16; every loss is computed in float32.
+  """
+  q, _ = critic((observations, actions), step_type=step_types,
+                training=training)
+  return tf.cast(q, tf.float32)
 
 
 def _check_finite(loss: tf.Tensor, name: str) -> None:
