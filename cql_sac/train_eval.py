@@ -4,7 +4,7 @@ r"""Trains CQL-SAC offline on a D4RL dataset and evaluates it in the real enviro
       --env_name=hopper-medium-v2 --dataset_name=d4rl_mujoco_hopper/v2-medium \
       --gin_file=configs/mujoco_medium.gin
 
-The script reads top to bottom: command-line flags, then `train_eval`, which
+The script reads top to bottom: `train_eval`, which
   1. checks the output directory, the environment, the dataset (against the
      environment's specs) and any checkpoint, before it writes anything;
   2. pushes every transition of the dataset into a Reverb table sized to hold them all;
@@ -13,7 +13,8 @@ The script reads top to bottom: command-line flags, then `train_eval`, which
      root_dir/train/checkpoints, SavedModel policies under root_dir/policies);
   5. evaluates the greedy policy in the real environment at step 0, every
      `eval_interval` steps and at the end (TensorBoard under root_dir/eval).
-Rerunning the same command resumes from the last checkpoint.
+Rerunning the same command resumes from the last checkpoint. `main` and the flags close
+the file.
 
 Flags given on the command line override gin bindings of `train_eval`, which override
 its defaults. Every other hyperparameter is a gin parameter of `train_eval`, with the
@@ -54,35 +55,6 @@ from cql_sac.data.replay import build_replay
 from cql_sac.data.steps import read_episode_steps
 from cql_sac.data.validation import validate_episodes
 from cql_sac.envs import load_env
-
-# --- Flags ---------------------------------------------------------------------------------
-# Those left unset fall back to the gin binding `train_eval.<name>`, then to its default.
-flags.DEFINE_string('root_dir', None, 'Directory for TensorBoard logs, checkpoints and '
-                    'policies. Rerunning with the same root_dir resumes.', required=True)
-flags.DEFINE_string('env_name', None, 'D4RL environment name, e.g. hopper-medium-v2 or '
-                    'antmaze-medium-play-v0; evaluation runs in it.', required=True)
-flags.DEFINE_string('dataset_name', None, 'TFDS RLDS name (e.g. d4rl_mujoco_hopper/v2-medium)'
-                    ' or a directory written by cql_sac_make_dataset.', required=True)
-flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s); includes inside resolve '
-                          'relative to the including file.')
-flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings, e.g. "train_eval.batch_size=64".')
-flags.DEFINE_multi_string('gin_param', [], 'Same as --gin_bindings (the reference\'s name).')
-flags.DEFINE_integer('num_gradient_updates', None, 'Total train steps (default 1000000).')
-flags.DEFINE_integer('eval_interval', None, 'Train steps between evaluations (default 10000).')
-flags.DEFINE_integer('summary_interval', None, 'Train steps between train/ summaries '
-                     '(default 1000).')
-flags.DEFINE_integer('policy_save_interval', None, 'Train steps between policy checkpoints '
-                     'under root_dir/policies (default 10000).')
-flags.DEFINE_integer('learner_iterations_per_call', None, 'Train steps per Learner.run call '
-                     '(default 500).')
-flags.DEFINE_integer('reverb_port', None, 'Port of the in-process Reverb server (default: a '
-                     'free one).')
-flags.DEFINE_string('replay_server_address', None, 'host:port of a running Reverb server '
-                    '(cql_sac_reverb_server) to use instead of an in-process one.')
-flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: TFDS\'s, ~/tensorflow_'
-                    'datasets).')
-flags.DEFINE_integer('data_take', None, 'Use only the first N *episodes* of the dataset.')
-flags.DEFINE_integer('seed', None, 'Seeds TensorFlow, NumPy, the agent and the environment.')
 
 # Flags passed on to `train_eval` when given on the command line.
 _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updates',
@@ -496,6 +468,39 @@ def parse_gin_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> N
     raise ConfigError(f'Bad gin configuration: {message}') from e
 
 
+def _define_flags() -> None:
+  """Defines the binary's flags; at run time, so that importing this module defines none.
+
+  Flags left unset fall back to the gin binding `train_eval.<name>`, then to its default.
+  """
+  flags.DEFINE_string('root_dir', None, 'Directory for TensorBoard logs, checkpoints and '
+                      'policies. Rerunning with the same root_dir resumes.', required=True)
+  flags.DEFINE_string('env_name', None, 'D4RL environment name, e.g. hopper-medium-v2 or '
+                      'antmaze-medium-play-v0; evaluation runs in it.', required=True)
+  flags.DEFINE_string('dataset_name', None, 'TFDS RLDS name (e.g. d4rl_mujoco_hopper/v2-medium)'
+                      ' or a directory written by cql_sac_make_dataset.', required=True)
+  flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s); includes inside resolve '
+                            'relative to the including file.')
+  flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings, e.g. "train_eval.batch_size=64".')
+  flags.DEFINE_multi_string('gin_param', [], 'Same as --gin_bindings (the reference\'s name).')
+  flags.DEFINE_integer('num_gradient_updates', None, 'Total train steps (default 1000000).')
+  flags.DEFINE_integer('eval_interval', None, 'Train steps between evaluations (default 10000).')
+  flags.DEFINE_integer('summary_interval', None, 'Train steps between train/ summaries '
+                       '(default 1000).')
+  flags.DEFINE_integer('policy_save_interval', None, 'Train steps between policy checkpoints '
+                       'under root_dir/policies (default 10000).')
+  flags.DEFINE_integer('learner_iterations_per_call', None, 'Train steps per Learner.run call '
+                       '(default 500).')
+  flags.DEFINE_integer('reverb_port', None, 'Port of the in-process Reverb server (default: a '
+                       'free one).')
+  flags.DEFINE_string('replay_server_address', None, 'host:port of a running Reverb server '
+                      '(cql_sac_reverb_server) to use instead of an in-process one.')
+  flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: TFDS\'s, ~/tensorflow_'
+                      'datasets).')
+  flags.DEFINE_integer('data_take', None, 'Use only the first N *episodes* of the dataset.')
+  flags.DEFINE_integer('seed', None, 'Seeds TensorFlow, NumPy, the agent and the environment.')
+
+
 def main(argv: Sequence[str]) -> None:
   """Entry point of `cql_sac_train_eval`: parses gin, trains, prints the final result.
 
@@ -525,7 +530,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-  """Console-script entry point."""
+  """Console-script entry point: defines the flags and runs `main`."""
+  _define_flags()
   app.run(main)
 
 
