@@ -39,6 +39,8 @@ def make_agent(agent_class=cql_sac_agent.CqlSacAgent, time_step_spec=None,
   if time_step_spec is None:
     time_step_spec, action_spec = make_specs()
   actor, critic = make_networks(time_step_spec, action_spec, hidden)
+  actor = kwargs.pop('actor_network', actor)
+  critic = kwargs.pop('critic_network', critic)
   args = dict(cql_alpha=2.0, num_cql_samples=4,
               include_critic_entropy_term=False, use_lagrange_cql_alpha=False,
               random_seed=0,

@@ -1,0 +1,260 @@
+"""Train-step speed of CQL-SAC paths, against tf_agents' CqlSacAgent, in one run.
+
+HalfCheetah shapes (observation 17, action 6), batch 256, N=10 CQL samples,
+actor 256x256, critics 256x256 and the reference's 256x256x256. For each
+critic size it times, as the median of --repeats timed runs after a warm-up:
+
+  reference          tf_agents' CqlSacAgent, `agent.train` in a tf.function
+  reference_learner  the same inside tf_agents' Learner (its tf.while_loop)
+  single             cql_sac's CqlSacAgent, `agent.train` in a tf.function
+  fused_K            cql_sac's FusedLearner, K steps per call (float32)
+  fused_K_xla        the same compiled with XLA
+  fused_K_bf16       the same with bfloat16 critic matmuls
+  reverb_K[_bf16]    end to end: Reverb replay -> stacked batches -> FusedLearner
+  in_memory_K        end to end from the in-memory sampler
+
+plus a large float32 (and bfloat16) matmul, the device's reachable FLOP/s.
+Each path's FLOP/s is the algorithm's FLOPs per step (`step_flops`, about
+5.1 GFLOP with 256x256 critics) times its steps/s. Prints a table and JSON; not a test.
+
+  python -m benchmarks.speed [--repeats=3] [--critic_sizes=256x256,256x256x256]
+      [--fused_k=1,10,100,1000] [--output_json=benchmarks/results/speed.json]
+"""
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+import tensorflow as tf
+from absl import app
+from absl import flags
+from tf_agents.agents.cql import cql_sac_agent as reference_cql
+from tf_agents.specs import tensor_spec
+from tf_agents.train import learner as tf_agents_learner
+from tf_agents.train.utils import train_utils
+from tf_agents.trajectories import time_step as ts
+
+from benchmarks import data_throughput
+from cql_sac import learner as learner_lib
+from cql_sac import networks as networks_lib
+from cql_sac.agents import cql_sac_agent
+from cql_sac.data import replay as replay_lib
+
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs per path (median).')
+_CRITIC_SIZES = flags.DEFINE_list('critic_sizes', ['256x256', '256x256x256'],
+                                  'Critic hidden layers, e.g. 256x256.')
+_FUSED_K = flags.DEFINE_list('fused_k', ['1', '10', '100', '1000'],
+                             'Steps per call of the fused learner.')
+_E2E_K = flags.DEFINE_integer('end_to_end_k', 100, 'K of the end-to-end paths.')
+_STEPS = flags.DEFINE_integer('min_steps', 60, 'Minimum train steps per timed run.')
+_DATASET_EPISODES = flags.DEFINE_integer(
+    'dataset_episodes', 100, 'Episodes of 1000 transitions in the replay.')
+_OUTPUT = flags.DEFINE_string('output_json', None, 'Also write the JSON here.')
+
+BATCH, N, OBS, ACT = 256, 10, 17, 6
+
+
+def _specs():
+  observation_spec = tensor_spec.TensorSpec([OBS], tf.float32)
+  action_spec = tensor_spec.BoundedTensorSpec([ACT], tf.float32, -1.0, 1.0)
+  return ts.time_step_spec(observation_spec), action_spec
+
+
+def _agent(agent_class, critic_layers, compute_dtype='float32'):
+  """An agent with the kumar20 hyperparameters (MuJoCo gin values)."""
+  time_step_spec, action_spec = _specs()
+  nets = networks_lib.make_networks(
+      time_step_spec.observation, action_spec, (256, 256), critic_layers,
+      compute_dtype)
+  kwargs = dict(critic_network_2=nets.critic_2,
+                target_critic_network=nets.target_critic_1,
+                target_critic_network_2=nets.target_critic_2)
+  adam = lambda: tf.keras.optimizers.Adam(3e-4)
+  agent = agent_class(
+      time_step_spec, action_spec, critic_network=nets.critic_1,
+      actor_network=nets.actor, actor_optimizer=adam(),
+      critic_optimizer=adam(), alpha_optimizer=adam(), cql_alpha=5.0,
+      num_cql_samples=N, include_critic_entropy_term=False,
+      use_lagrange_cql_alpha=False, softmax_temperature=50.0,
+      target_update_tau=5e-3, gamma=0.99, reward_scale_factor=0.1,
+      train_step_counter=train_utils.create_train_step(), **kwargs)
+  agent.initialize()
+  return agent
+
+
+def _batch(agent, seed=0):
+  """A random Trajectory [B, 2] with the agent's collect spec."""
+  rng = np.random.default_rng(seed)
+  b = BATCH
+  return agent.collect_data_spec._replace(
+      step_type=tf.ones([b, 2], tf.int32),
+      observation=tf.constant(rng.normal(size=(b, 2, OBS)), tf.float32),
+      action=tf.constant(rng.uniform(-0.9, 0.9, (b, 2, ACT)), tf.float32),
+      policy_info=(), next_step_type=tf.ones([b, 2], tf.int32),
+      reward=tf.constant(rng.normal(size=(b, 2)), tf.float32),
+      discount=tf.ones([b, 2]))
+
+
+def _mlp_macs(widths) -> int:
+  """Multiply-adds of one row through dense layers widths[0] -> ... -> widths[-1]."""
+  return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def step_flops(critic_layers) -> float:
+  """Float operations of one CQL-SAC train step's algorithm (2 per multiply-add).
+
+  The same count for every path (the work the math needs, not what an
+  implementation spends): the critic step runs both critics forward and
+  backward (3x forward) on B(2N+1) rows and the target critics forward on B
+  rows; the actor step runs the actor and, to the actions, both critics on B
+  rows forward and backward; the policy is evaluated on B rows four times
+  (next states, CQL samples, actor and alpha steps) and differentiated once.
+  Elementwise work is left out.
+  """
+  critic = _mlp_macs((OBS + ACT,) + tuple(critic_layers) + (1,))
+  actor = _mlp_macs((OBS, 256, 256, 2 * ACT))
+  rows = BATCH * (2 * N + 1)
+  macs = (2 * 3 * critic * rows + 2 * critic * BATCH  # critic step
+          + 2 * 3 * critic * BATCH  # actor step through both critics
+          + (4 + 2) * actor * BATCH)  # policy evaluations + actor backward
+  return 2.0 * macs
+
+
+def _time(run: Callable[[], int], repeats: int) -> float:
+  """Median steps/s of `run` (which returns the steps it did) after warm-up."""
+  run()
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    steps = run()
+    rates.append(steps / (time.perf_counter() - start))
+  return statistics.median(rates)
+
+
+def _loop(call, steps_per_call):
+  calls = max(1, -(-_STEPS.value // steps_per_call))
+
+  def run():
+    for _ in range(calls):
+      result = call()
+    tf.nest.map_structure(lambda x: x.numpy(), result)
+    return calls * steps_per_call
+  return run
+
+
+def _matmul_gflops(dtype) -> float:
+  a = tf.cast(tf.random.normal([4096, 4096]), dtype)
+  matmul = tf.function(lambda a: tf.reduce_sum(tf.cast(a @ a, tf.float32)))
+
+  def run():
+    for _ in range(5):
+      result = matmul(a)
+    result.numpy()
+    return 5
+  return _time(run, _REPEATS.value) * 2 * 4096**3 / 1e9
+
+
+def _measure_critic_size(critic_layers, episodes) -> List[Dict]:
+  rows = []
+
+  def add(name, steps_per_s, flops_per_step):
+    rows.append(dict(path=name, critic=critic_layers, steps_per_s=steps_per_s,
+                     gflops=steps_per_s * flops_per_step / 1e9))
+    print(f'  {name:<22} {steps_per_s:9.1f} steps/s', flush=True)
+
+  reference = _agent(reference_cql.CqlSacAgent, critic_layers)
+  experience = _batch(reference)
+  train = tf.function(reference.train)
+  flops = step_flops(critic_layers)
+  add('reference', _time(_loop(lambda: train(experience), 1), _REPEATS.value),
+      flops)
+
+  reference = _agent(reference_cql.CqlSacAgent, critic_layers)
+  dataset = tf.data.Dataset.from_tensors((experience, tf.zeros([]))).repeat()
+  with tempfile.TemporaryDirectory() as root_dir:
+    learner = tf_agents_learner.Learner(
+        root_dir, reference.train_step_counter, reference,
+        experience_dataset_fn=lambda: dataset, summary_interval=10**9,
+        run_optimizer_variable_init=False)
+    k = _E2E_K.value
+    add('reference_learner',
+        _time(_loop(lambda: learner.run(iterations=k), k), _REPEATS.value),
+        flops)
+
+  ours = _agent(cql_sac_agent.CqlSacAgent, critic_layers)
+  train = tf.function(ours.train)
+  add('single', _time(_loop(lambda: train(experience), 1), _REPEATS.value),
+      flops)
+
+  variants = [(int(k), False, 'float32') for k in _FUSED_K.value]
+  variants += [(_E2E_K.value, True, 'float32'), (_E2E_K.value, False, 'bfloat16')]
+  for k, jit, dtype in variants:
+    fused = learner_lib.FusedLearner(
+        _agent(cql_sac_agent.CqlSacAgent, critic_layers, dtype), k,
+        jit_compile=jit)
+    stacked = tf.nest.map_structure(lambda x, k=k: tf.stack([x] * k),
+                                    experience)
+    name = f'fused_{k}' + ('_xla' if jit else '') + (
+        '_bf16' if dtype == 'bfloat16' else '')
+    add(name, _time(_loop(lambda: fused.train(stacked), k), _REPEATS.value),
+        flops)
+
+  k = _E2E_K.value
+  for source, dtype in (('reverb', 'float32'), ('reverb', 'bfloat16'),
+                        ('in_memory', 'float32')):
+    build = (replay_lib.build_replay if source == 'reverb'
+             else replay_lib.build_in_memory_replay)
+    replay = build(episodes)
+    fused = learner_lib.FusedLearner(
+        _agent(cql_sac_agent.CqlSacAgent, critic_layers, dtype), k)
+    iterator = iter(learner_lib.stack_batches(replay.as_dataset(BATCH), k))
+    name = f'{source}_{k}' + ('_bf16' if dtype == 'bfloat16' else '')
+    add(name, _time(_loop(lambda: fused.run(iterator), k), _REPEATS.value),
+        flops)
+    del iterator
+    replay.close()
+  return rows
+
+
+def main(_):
+  print(f'devices: {[d.name for d in tf.config.list_logical_devices()]}')
+  matmul = {'float32': _matmul_gflops(tf.float32),
+            'bfloat16': _matmul_gflops(tf.bfloat16)}
+  print(f'matmul 4096^2: float32 {matmul["float32"]:.0f} GFLOP/s, '
+        f'bfloat16 {matmul["bfloat16"]:.0f} GFLOP/s')
+  episodes = data_throughput.halfcheetah_shaped_steps(_DATASET_EPISODES.value)
+  rows = []
+  for size in _CRITIC_SIZES.value:
+    critic_layers = tuple(int(w) for w in size.split('x'))
+    print(f'critic {size}:', flush=True)
+    rows += _measure_critic_size(critic_layers, episodes)
+
+  print(f'\n{"critic":<12} {"path":<22} {"steps/s":>9} {"x ref":>7} '
+        f'{"GFLOP/s":>8} {"of matmul":>9}')
+  for row in rows:
+    ref = next(r for r in rows if r['critic'] == row['critic']
+               and r['path'] == 'reference')
+    row['ratio_to_reference'] = row['steps_per_s'] / ref['steps_per_s']
+    peak = matmul['bfloat16' if row['path'].endswith('bf16') else 'float32']
+    row['fraction_of_matmul'] = row['gflops'] / peak
+    size = 'x'.join(map(str, row['critic']))
+    print(f'{size:<12} {row["path"]:<22} {row["steps_per_s"]:9.1f} '
+          f'{row["ratio_to_reference"]:7.2f} {row["gflops"]:8.1f} '
+          f'{row["fraction_of_matmul"]:9.2f}')
+  result = dict(device=os.uname().machine, cpu_count=os.cpu_count(),
+                gpus=[d.name for d in tf.config.list_logical_devices('GPU')],
+                batch_size=BATCH, num_cql_samples=N,
+                matmul_gflops=matmul, rows=rows)
+  print(json.dumps(result))
+  if _OUTPUT.value:
+    os.makedirs(os.path.dirname(_OUTPUT.value) or '.', exist_ok=True)
+    with open(_OUTPUT.value, 'w') as f:
+      json.dump(result, f, indent=1)
+
+
+if __name__ == '__main__':
+  app.run(main)
