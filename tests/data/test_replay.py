@@ -27,8 +27,8 @@ def _sample(dataset, num_batches):
   items, keys = [], []
   for traj, info in dataset.take(num_batches).as_numpy_iterator():
     items += [_item_key(traj, b) for b in range(BATCH)]
-    # Reverb gives each item's key once per step ([B, 2]); the in-memory sampler its index [B].
-    keys.append(info.key[:, 0] if hasattr(info, 'key') else info)
+    # Reverb gives each item's key [B]; the in-memory sampler its index [B].
+    keys.append(info.key if hasattr(info, 'key') else info)
   return items, np.concatenate(keys)
 
 
