@@ -228,6 +228,13 @@ def train_eval(
                         pad_end_of_episodes=pad_end_of_episodes,
                         server_address=replay_server_address, port=reverb_port)
   logging.info('Reverb holds %d transitions', replay.num_items)
+  served = [tuple(spec.shape) for spec in (replay.data_spec.observation, replay.data_spec.action)]
+  expected = [tuple(spec.shape) for spec in (env.observation_spec(), env.action_spec())]
+  if served != expected:  # Only possible with an external server (replay_server_address).
+    replay.close()
+    raise ConfigError(f'The Reverb server at {replay_server_address} serves observations and '
+                      f'actions of shapes {served}; --env_name={env_name} needs {expected}. '
+                      'Start it with the dataset of that environment.')
   try:
     # 3. Networks and agent, as in TF-Agents' kumar20 example.
     strategy = strategy_utils.get_strategy(tpu, use_gpu)

@@ -19,6 +19,8 @@ import tensorflow as tf
 
 from cql_sac import train_eval
 from cql_sac.data.collect import write_dataset
+from cql_sac.data.loading import load_episodes
+from cql_sac.data.replay import build_replay
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'tools'))
@@ -234,6 +236,18 @@ def test_checkpoint_of_other_network_sizes(existing_root_dir, dataset_dir):
   with pytest.raises(train_eval.ConfigError, match='other network sizes.*another --root_dir'):
     small_train_eval(existing_root_dir, dataset_dir, critic_joint_fc_layers=(8, 8))
   assert snapshot(os.path.join(existing_root_dir, 'train', 'checkpoints')) == before
+
+
+def test_external_reverb_server_with_other_specs(tmp_path, dataset_dir):
+  walker_dir = write_dataset('walker2d-random-v2', 'random', 200, str(tmp_path / 'walker'))
+  server = build_replay(load_episodes(walker_dir))  # Serves walker2d transitions.
+  try:
+    with pytest.raises(train_eval.ConfigError, match=r'serves observations and actions of '
+                       r'shapes \[\(17,\), \(6,\)\].*needs \[\(11,\), \(3,\)\]'):
+      small_train_eval(str(tmp_path / 'run'), dataset_dir,
+                       replay_server_address=f'localhost:{server.server.port}')
+  finally:
+    server.close()
 
 
 def test_unwritable_root_dir(tmp_path, dataset_dir):
