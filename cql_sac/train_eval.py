@@ -36,9 +36,6 @@ from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
-from tf_agents.agents.ddpg import critic_network
-from tf_agents.agents.sac import tanh_normal_projection_network
-from tf_agents.networks import actor_distribution_network
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.specs import tensor_spec
@@ -55,6 +52,7 @@ from cql_sac.data.replay import build_replay
 from cql_sac.data.steps import read_episode_steps
 from cql_sac.data.validation import validate_episodes
 from cql_sac.envs import load_env
+from cql_sac.networks import make_networks
 
 # Flags passed on to `train_eval` when given on the command line.
 _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updates',
@@ -236,24 +234,20 @@ def train_eval(
                       f'actions of shapes {served}; --env_name={env_name} needs {expected}. '
                       'Start it with the dataset of that environment.')
   try:
-    # 3. Networks and agent, as in TF-Agents' kumar20 example.
+    # 3. Networks and agent, as in TF-Agents' kumar20 example (`make_networks.compute_dtype`
+    # = 'bfloat16' in gin runs the critics' matmuls in bfloat16).
     strategy = strategy_utils.get_strategy(tpu, use_gpu)
     time_step_spec = tensor_spec.from_spec(env.time_step_spec())
     observation_spec = time_step_spec.observation
     action_spec = tensor_spec.from_spec(env.action_spec())
     with strategy.scope():
       train_step = train_utils.create_train_step()
-      actor_net = actor_distribution_network.ActorDistributionNetwork(
-          observation_spec, action_spec, fc_layer_params=actor_fc_layers,
-          continuous_projection_net=(
-              tanh_normal_projection_network.TanhNormalProjectionNetwork))
-      critic_net = critic_network.CriticNetwork(
-          (observation_spec, action_spec), joint_fc_layer_params=critic_joint_fc_layers,
-          kernel_initializer='glorot_uniform', last_kernel_initializer='glorot_uniform')
+      networks = make_networks(observation_spec, action_spec, actor_fc_layers=actor_fc_layers,
+                               critic_joint_fc_layers=critic_joint_fc_layers)
       agent = CqlSacAgent(
           time_step_spec, action_spec,
-          actor_network=actor_net,
-          critic_network=critic_net,
+          actor_network=networks.actor,
+          critic_network=networks.critic_1,
           actor_optimizer=tf.keras.optimizers.Adam(learning_rate=actor_learning_rate),
           critic_optimizer=tf.keras.optimizers.Adam(learning_rate=critic_learning_rate),
           alpha_optimizer=tf.keras.optimizers.Adam(learning_rate=alpha_learning_rate),
@@ -276,7 +270,10 @@ def train_eval(
           softmax_temperature=softmax_temperature,
           debug_summaries=debug_summaries,
           summarize_grads_and_vars=summarize_grads_and_vars,
-          train_step_counter=train_step)
+          train_step_counter=train_step,
+          critic_network_2=networks.critic_2,
+          target_critic_network=networks.target_critic_1,
+          target_critic_network_2=networks.target_critic_2)
       agent.initialize()
 
     # 4. The Learner restores the last checkpoint (agent, optimizers, α, α', train step)
@@ -293,7 +290,9 @@ def train_eval(
           max_checkpoints_to_keep=max_checkpoints_to_keep,
           summary_interval=summary_interval,
           strategy=strategy)
-    except (ValueError, tf.errors.InvalidArgumentError) as e:
+    except ValueError as e:
+      if 'when attempting to restore' not in str(e):  # TF's message for a shape mismatch.
+        raise
       raise ConfigError(
           f'The checkpoint under {root_dir} does not fit this configuration ({e}). It was '
           'written with other network sizes or agent settings; pass another --root_dir.'
