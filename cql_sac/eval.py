@@ -9,6 +9,7 @@ numbers for the same policy.
 """
 
 import os
+import sys
 from typing import List, NamedTuple, Optional, Sequence
 
 from absl import app
@@ -211,6 +212,19 @@ def evaluate(policy_dir: str, env_name: str, num_episodes: int,
       train_step=int(train_step.numpy()))
 
 
+def list_flags_in_help(module_name: str) -> None:
+  """Makes `--help` of a console script list the flags defined in `module_name`.
+
+  absl's `--help` lists the flags of the main module, which for a console script is the
+  generated wrapper rather than the module that defines them.
+
+  Args:
+    module_name: Name of the module whose flags the binary takes (its `__name__`).
+  """
+  for flag in flags.FLAGS.get_flags_for_module(module_name):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def main(argv: Sequence[str]) -> None:
   """Entry point of `cql_sac_eval`; prints mean return, std and normalized score.
 
@@ -247,6 +261,7 @@ def run() -> None:
                       required=True)
   flags.DEFINE_integer('num_episodes', 10, 'Number of episodes to run.', lower_bound=1)
   flags.DEFINE_integer('seed', None, 'Environment seed.')
+  list_flags_in_help(__name__)
   app.run(main)
 
 

@@ -538,6 +538,8 @@ def main(argv: Sequence[str]) -> None:
 def run() -> None:
   """Console-script entry point: defines the flags and runs `main`."""
   _define_flags()
+  cql_eval.list_flags_in_help(__name__)
+  cql_eval.list_flags_in_help(strategy_utils.__name__)  # --use_gpu, --tpu.
   app.run(main)
 
 
