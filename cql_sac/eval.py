@@ -10,7 +10,7 @@ numbers for the same policy.
 
 import os
 import sys
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -124,8 +124,16 @@ def make_eval_actor(env: py_environment.PyEnvironment, policy: py_policy.PyPolic
       summary_interval=1)  # Write every evaluation (the Actor's default skips 1000 steps).
 
 
-def metric_results(eval_actor: actor.Actor) -> dict:
-  """Returns {metric name: float result} of an Actor's metrics."""
+def metric_results(eval_actor: actor.Actor) -> Dict[str, float]:
+  """Reads the current results of an Actor's metrics.
+
+  Args:
+    eval_actor: An Actor, e.g. from `make_eval_actor`, after `run()`.
+
+  Returns:
+    {metric name: result}: returns in environment reward units, lengths in environment
+    steps, the normalized score in percent.
+  """
   return {m.name: float(m.result()) for m in eval_actor.metrics}
 
 

@@ -307,7 +307,8 @@ def train_eval(
           env, eval_policy, env_name, eval_episodes, train_step,
           summary_dir=os.path.join(root_dir, 'eval'))
 
-    def evaluate() -> Dict[str, float]:
+    def run_evaluation() -> Dict[str, float]:
+      """Runs `eval_episodes` episodes, writes eval/ summaries; returns the metrics."""
       if eval_actor is None:
         return {}
       eval_actor.run_and_log()
@@ -317,7 +318,7 @@ def train_eval(
     step = start_step = int(train_step.numpy())
     if start_step:
       logging.info('Resuming from the checkpoint at step %d', start_step)
-    eval_results = evaluate() if step == 0 and eval_interval > 0 else {}
+    eval_results = run_evaluation() if step == 0 and eval_interval > 0 else {}
     progress = _Progress(start_step, num_gradient_updates, cql_learner.train_summary_writer)
     while step < num_gradient_updates:
       iterations = _iterations_until_next_stop(
@@ -327,12 +328,12 @@ def train_eval(
       step = int(train_step.numpy())
       progress.update(step, time.time() - started, loss_info)
       if step == num_gradient_updates or (eval_interval > 0 and step % eval_interval == 0):
-        eval_results = evaluate()
+        eval_results = run_evaluation()
     if step > start_step:  # Final checkpoint and policy, unless just written.
       for trigger in cql_learner.triggers:
         trigger(step, force_trigger=True)
     if not eval_results:  # E.g. a finished run started again: report its policy.
-      eval_results = evaluate()
+      eval_results = run_evaluation()
   finally:
     replay.close()
 
