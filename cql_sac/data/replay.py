@@ -191,7 +191,7 @@ def _start_server(traj_steps: transitions.TrajectorySteps, data_spec: trajectory
       remover=reverb.selectors.Fifo(),  # Never used: max_size holds every item.
       max_size=traj_steps.num_items,
       rate_limiter=reverb.rate_limiters.MinSize(1),
-      signature=tensor_spec.add_outer_dim(data_spec))
+      signature=tensor_spec.add_outer_dim(data_spec, SEQUENCE_LENGTH))
   server = reverb.Server([table], port=port)
   _write_items(traj_steps, server)
   size = server.localhost_client().server_info()[TABLE_NAME].current_size
