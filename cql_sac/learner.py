@@ -9,9 +9,11 @@ a leading axis ([K, B, 2, ...]), and runs K full `CqlSacAgent` updates in one
 since those are seeded by the step counter), so K fused steps equal K separate
 `train()` calls.
 
-Summaries are not written inside the loop (XLA cannot compile them); the call
-returns every step's `LossInfo` and the caller writes the ones it wants with
-`write_summaries`.
+Without XLA the agent writes its summaries inside the loop, gated per step by
+the caller's `tf.summary.record_if`. XLA cannot compile summary ops, so with
+`jit_compile` none are written inside; `write_summaries` writes the last step's.
+`CqlLearner` puts the fused loop inside TF-Agents' `Learner` (checkpoints,
+triggers, summary writer), as the training binary uses it.
 """
 
 from typing import Optional
@@ -19,6 +21,7 @@ from typing import Optional
 import gin
 import tensorflow as tf
 from tf_agents.agents import tf_agent
+from tf_agents.train import learner as tf_agents_learner
 
 from cql_sac.agents import cql_sac_agent
 
@@ -52,6 +55,7 @@ class FusedLearner(tf.Module):
           'number of train steps run inside one compiled call.')
     self._agent = agent
     self.steps_per_call = int(steps_per_call)
+    self.jit_compile = jit_compile
     self._strategy = strategy or tf.distribute.get_strategy()
     if jit_compile and self._strategy.num_replicas_in_sync > 1:
       raise ValueError(
@@ -60,15 +64,13 @@ class FusedLearner(tf.Module):
     self._train_steps = tf.function(self._train_steps_fn, autograph=False,
                                     jit_compile=jit_compile)
 
-  def _train_steps_fn(self, experience):
-    """K agent updates on `experience` [K, B, 2, ...]; LossInfo fields [K].
+  def _train_steps_fn(self, experience, num_steps):
+    """`num_steps` agent updates on `experience` [K, B, 2, ...]; LossInfo [num_steps].
 
     With several replicas the loop runs in cross-replica context and each
     iteration is one `strategy.run` of a single agent step (a while loop may
     not contain the optimizers' cross-replica gradient sums).
     """
-    num_steps = tf.shape(tf.nest.flatten(
-        self._strategy.experimental_local_results(experience))[0])[0]
     arrays = tf.nest.map_structure(
         lambda _: tf.TensorArray(tf.float32, size=num_steps),
         self._loss_structure())
@@ -76,7 +78,8 @@ class FusedLearner(tf.Module):
     def step(i, replica_experience):
       batch = tf.nest.map_structure(lambda x: tf.gather(x, i),
                                     replica_experience)
-      info = self._agent._train(batch, weights=None)  # pylint: disable=protected-access
+      with tf.name_scope(''):  # Keep summary names free of 'while/'.
+        info = self._agent._train(batch, weights=None)  # pylint: disable=protected-access
       return tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), info)
 
     def body(i, arrays):
@@ -104,20 +107,28 @@ class FusedLearner(tf.Module):
     return tf_agent.LossInfo(
         loss=zero, extra=cql_sac_agent.CqlSacLossInfo(*([zero] * 6)))
 
-  def train(self, experience) -> tf_agent.LossInfo:
-    """Runs K train steps.
+  def train(self, experience, num_steps=None) -> tf_agent.LossInfo:
+    """Runs train steps on the first `num_steps` of K stacked batches.
 
     Args:
       experience: `Trajectory` with outer dims [K, B, 2] (K may differ from
         `steps_per_call`), or, with a multi-replica strategy, a distributed
         value of per-replica [K, B/R, 2] trajectories.
+      num_steps: Steps to run, 1 <= num_steps <= K; K if None. A tensor, so
+        calls with different counts share one compiled loop.
 
     Returns:
-      `LossInfo` whose fields (and `CqlSacLossInfo` fields) are float32 [K],
-      one entry per step.
+      `LossInfo` whose fields (and `CqlSacLossInfo` fields) are float32
+      [num_steps], one entry per step.
     """
-    with tf.summary.record_if(False):
-      return self._train_steps(experience)
+    if num_steps is None:
+      num_steps = tf.shape(tf.nest.flatten(
+          self._strategy.experimental_local_results(experience))[0])[0]
+    num_steps = tf.cast(num_steps, tf.int32)
+    if self.jit_compile:
+      with tf.summary.record_if(False):
+        return self._train_steps(experience, num_steps)
+    return self._train_steps(experience, num_steps)
 
   def run(self, iterator) -> tf_agent.LossInfo:
     """Takes one [K, B, 2, ...] element from `iterator` and trains on it.
@@ -133,6 +144,8 @@ class FusedLearner(tf.Module):
 
   def write_summaries(self, loss_info: tf_agent.LossInfo) -> None:
     """Writes the last step's losses with the agent's TensorBoard tags.
+
+    For the XLA path, which writes none inside its loop.
 
     Args:
       loss_info: The per-step `LossInfo` returned by `train`/`run`.
@@ -186,3 +199,52 @@ def distribute_stacked(strategy: tf.distribute.Strategy, experience):
                                  experience)
 
   return strategy.experimental_distribute_values_from_function(replica_value)
+
+
+@gin.configurable
+class CqlLearner(tf_agents_learner.Learner):
+  """TF-Agents' `Learner` whose training loop is a `FusedLearner`.
+
+  Checkpoints (agent, optimizers, SAC and Lagrange temperatures, train step),
+  triggers and the train/ summary writer are TF-Agents' own; `run(iterations)`
+  takes one element of K = `steps_per_call` stacked batches and runs its first
+  `iterations` (<= K) steps in one compiled call. Summaries follow the
+  Learner's `summary_interval` (every step that is a multiple of it), except
+  with `jit_compile`, where the last step of each call is written.
+
+  Args:
+    root_dir: Output directory (train/ and train/checkpoints/ under it).
+    train_step: The agent's `train_step_counter` (int64 variable).
+    agent: A `CqlSacAgent` built under `strategy`'s scope.
+    experience_dataset_fn: Returns a dataset of (Trajectory [B, 2], info)
+      batches, e.g. `Replay.as_dataset`.
+    steps_per_call: K; `train_eval.learner_iterations_per_call`.
+    jit_compile: Compile the K-step loop with XLA (single replica only).
+    strategy: Distribution strategy; the default one if None.
+    **learner_kwargs: Passed to `tf_agents.train.learner.Learner` (triggers,
+      checkpoint_interval, summary_interval, max_checkpoints_to_keep, ...).
+  """
+
+  def __init__(self, root_dir, train_step, agent, experience_dataset_fn,
+               steps_per_call: int = 1, jit_compile: bool = False,
+               strategy: Optional[tf.distribute.Strategy] = None,
+               **learner_kwargs):
+    super().__init__(root_dir, train_step, agent, experience_dataset_fn=None,
+                     strategy=strategy, **learner_kwargs)
+    self._fused = FusedLearner(agent, steps_per_call, jit_compile,
+                               self.strategy)
+    # Learner.run hands this iterator to `_train`.
+    self._experience_iterator = iter(
+        stack_batches(experience_dataset_fn(), steps_per_call))
+
+  def _train(self, iterations, iterator, parallel_iterations):
+    """Overrides the Learner's per-step loop; returns the last step's losses."""
+    del parallel_iterations  # One compiled loop runs all the steps.
+    experience = next(iterator)
+    if self.strategy.num_replicas_in_sync > 1:
+      experience = distribute_stacked(self.strategy, experience)
+    losses = self._fused.train(experience, num_steps=iterations)
+    if self._fused.jit_compile:
+      with tf.summary.record_if(True):
+        self._fused.write_summaries(losses)
+    return tf.nest.map_structure(lambda x: x[-1], losses)

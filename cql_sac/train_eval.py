@@ -9,7 +9,8 @@ The script reads top to bottom: `train_eval`, which
      environment's specs) and any checkpoint, before it writes anything;
   2. pushes every transition of the dataset into a Reverb table sized to hold them all;
   3. builds the networks and the CQL-SAC agent exactly as TF-Agents' kumar20 example;
-  4. trains with TF-Agents' Learner (TensorBoard under root_dir/train, checkpoints under
+  4. trains with TF-Agents' Learner running the fused K-steps-per-call loop of
+     `cql_sac.learner` (TensorBoard under root_dir/train, checkpoints under
      root_dir/train/checkpoints, SavedModel policies under root_dir/policies);
   5. evaluates the greedy policy in the real environment at step 0, every
      `eval_interval` steps and at the end (TensorBoard under root_dir/eval).
@@ -52,6 +53,7 @@ from cql_sac.data.replay import build_replay
 from cql_sac.data.steps import read_episode_steps
 from cql_sac.data.validation import validate_episodes
 from cql_sac.envs import load_env
+from cql_sac.learner import CqlLearner
 from cql_sac.networks import make_networks
 
 # Flags passed on to `train_eval` when given on the command line.
@@ -181,7 +183,9 @@ def train_eval(
     summary_interval: Train steps between train/ summaries.
     checkpoint_interval: Train steps between checkpoints of the whole training state.
     max_checkpoints_to_keep: Number of most recent checkpoints kept.
-    learner_iterations_per_call: Train steps per Learner call (one tf.function run).
+    learner_iterations_per_call: K, train steps per compiled call of the fused learner
+      (`cql_sac.learner.CqlLearner`, which samples K batches at a time; gin
+      `CqlLearner.jit_compile` compiles the loop with XLA).
     eval_episodes: Episodes per evaluation; 0 turns evaluation off.
     debug_summaries: Whether the agent writes its debug summaries.
     summarize_grads_and_vars: Whether the agent writes gradient and variable summaries.
@@ -282,9 +286,10 @@ def train_eval(
         os.path.join(root_dir, learner.POLICY_SAVED_MODEL_DIR), agent, train_step,
         interval=policy_save_interval)
     try:
-      cql_learner = _Learner(
+      cql_learner = CqlLearner(
           root_dir, train_step, agent,
           experience_dataset_fn=lambda: replay.as_dataset(batch_size, data_prefetch),
+          steps_per_call=learner_iterations_per_call,
           triggers=[policy_trigger],
           checkpoint_interval=checkpoint_interval,
           max_checkpoints_to_keep=max_checkpoints_to_keep,
@@ -343,20 +348,6 @@ def train_eval(
       dataset_num_episodes=dataset_stats.num_episodes,
       dataset_num_transitions=dataset_stats.num_transitions,
       dataset_mean_episode_return=dataset_stats.mean_episode_return)
-
-
-class _Learner(learner.Learner):
-  """TF-Agents' Learner whose train summaries keep their names inside its training loop.
-
-  `Learner.run` runs the train steps in a tf.while_loop, whose name scope would prefix
-  every summary the agent writes there with 'while/', splitting each TensorBoard curve
-  in two (the first step of each call, and the others).
-  """
-
-  def single_train_step(self, iterator):
-    """Runs one train step (see `Learner.single_train_step`) at the root name scope."""
-    with tf.name_scope(''):
-      return super().single_train_step(iterator)
 
 
 def _check_root_dir(root_dir: str) -> None:
