@@ -14,6 +14,8 @@ critic size it times, as the median of --repeats timed runs after a warm-up:
   in_memory_K        end to end from the in-memory sampler
 
 plus a large float32 (and bfloat16) matmul, the device's reachable FLOP/s.
+The repeats go round-robin over all paths, so drifting background load
+affects every path alike (the ratios stay fair on a shared machine).
 Each path's FLOP/s is the algorithm's FLOPs per step (`step_flops`, about
 5.1 GFLOP with 256x256 critics) times its steps/s. Prints a table and JSON; not a test.
 
@@ -26,7 +28,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import numpy as np
 import tensorflow as tf
@@ -124,18 +126,8 @@ def step_flops(critic_layers) -> float:
   return 2.0 * macs
 
 
-def _time(run: Callable[[], int], repeats: int) -> float:
-  """Median steps/s of `run` (which returns the steps it did) after warm-up."""
-  run()
-  rates = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    steps = run()
-    rates.append(steps / (time.perf_counter() - start))
-  return statistics.median(rates)
-
-
 def _loop(call, steps_per_call):
+  """A run of at least --min_steps train steps; returns the steps it did."""
   calls = max(1, -(-_STEPS.value // steps_per_call))
 
   def run():
@@ -146,7 +138,24 @@ def _loop(call, steps_per_call):
   return run
 
 
-def _matmul_gflops(dtype) -> float:
+def _round_robin(runs: Dict[str, Callable[[], int]], repeats: int
+                 ) -> Dict[str, float]:
+  """Median rate of each run; repeats interleave the runs, so drifting
+  background load affects all of them alike."""
+  for name, run in runs.items():  # Warm-up: tracing, compilation, prefetch.
+    run()
+    print(f'  warmed up {name}', flush=True)
+  rates = {name: [] for name in runs}
+  for _ in range(repeats):
+    for name, run in runs.items():
+      start = time.perf_counter()
+      steps = run()
+      rates[name].append(steps / (time.perf_counter() - start))
+  return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def _matmul_run(dtype) -> Callable[[], int]:
+  """Five 4096x4096 matmuls per run."""
   a = tf.cast(tf.random.normal([4096, 4096]), dtype)
   matmul = tf.function(lambda a: tf.reduce_sum(tf.cast(a @ a, tf.float32)))
 
@@ -155,43 +164,33 @@ def _matmul_gflops(dtype) -> float:
       result = matmul(a)
     result.numpy()
     return 5
-  return _time(run, _REPEATS.value) * 2 * 4096**3 / 1e9
+  return run
 
 
-def _measure_critic_size(critic_layers, episodes) -> List[Dict]:
-  rows = []
-
-  def add(name, steps_per_s, flops_per_step):
-    rows.append(dict(path=name, critic=critic_layers, steps_per_s=steps_per_s,
-                     gflops=steps_per_s * flops_per_step / 1e9))
-    print(f'  {name:<22} {steps_per_s:9.1f} steps/s', flush=True)
-
+def _critic_size_runs(critic_layers, replays) -> Dict[str, Callable]:
+  """Every path's run for one critic size, keyed by path name."""
+  runs = {}
   reference = _agent(reference_cql.CqlSacAgent, critic_layers)
   experience = _batch(reference)
-  train = tf.function(reference.train)
-  flops = step_flops(critic_layers)
-  add('reference', _time(_loop(lambda: train(experience), 1), _REPEATS.value),
-      flops)
+  runs['reference'] = _loop(
+      lambda f=tf.function(reference.train): f(experience), 1)
 
   reference = _agent(reference_cql.CqlSacAgent, critic_layers)
   dataset = tf.data.Dataset.from_tensors((experience, tf.zeros([]))).repeat()
-  with tempfile.TemporaryDirectory() as root_dir:
-    learner = tf_agents_learner.Learner(
-        root_dir, reference.train_step_counter, reference,
-        experience_dataset_fn=lambda: dataset, summary_interval=10**9,
-        run_optimizer_variable_init=False)
-    k = _E2E_K.value
-    add('reference_learner',
-        _time(_loop(lambda: learner.run(iterations=k), k), _REPEATS.value),
-        flops)
+  root_dir = tempfile.mkdtemp()
+  learner = tf_agents_learner.Learner(
+      root_dir, reference.train_step_counter, reference,
+      experience_dataset_fn=lambda: dataset, summary_interval=10**9,
+      run_optimizer_variable_init=False)
+  k = _E2E_K.value
+  runs['reference_learner'] = _loop(lambda: learner.run(iterations=k), k)
 
-  ours = _agent(cql_sac_agent.CqlSacAgent, critic_layers)
-  train = tf.function(ours.train)
-  add('single', _time(_loop(lambda: train(experience), 1), _REPEATS.value),
-      flops)
+  ours = tf.function(_agent(cql_sac_agent.CqlSacAgent, critic_layers).train)
+  runs['single'] = _loop(lambda: ours(experience), 1)
 
   variants = [(int(k), False, 'float32') for k in _FUSED_K.value]
-  variants += [(_E2E_K.value, True, 'float32'), (_E2E_K.value, False, 'bfloat16')]
+  variants += [(_E2E_K.value, True, 'float32'),
+               (_E2E_K.value, False, 'bfloat16')]
   for k, jit, dtype in variants:
     fused = learner_lib.FusedLearner(
         _agent(cql_sac_agent.CqlSacAgent, critic_layers, dtype), k,
@@ -200,38 +199,40 @@ def _measure_critic_size(critic_layers, episodes) -> List[Dict]:
                                     experience)
     name = f'fused_{k}' + ('_xla' if jit else '') + (
         '_bf16' if dtype == 'bfloat16' else '')
-    add(name, _time(_loop(lambda: fused.train(stacked), k), _REPEATS.value),
-        flops)
+    runs[name] = _loop(lambda f=fused, x=stacked: f.train(x), k)
 
-  k = _E2E_K.value
   for source, dtype in (('reverb', 'float32'), ('reverb', 'bfloat16'),
                         ('in_memory', 'float32')):
-    build = (replay_lib.build_replay if source == 'reverb'
-             else replay_lib.build_in_memory_replay)
-    replay = build(episodes)
     fused = learner_lib.FusedLearner(
         _agent(cql_sac_agent.CqlSacAgent, critic_layers, dtype), k)
-    iterator = iter(learner_lib.stack_batches(replay.as_dataset(BATCH), k))
+    iterator = iter(learner_lib.stack_batches(
+        replays[source].as_dataset(BATCH, prefetch=2), k, prefetch=1))
     name = f'{source}_{k}' + ('_bf16' if dtype == 'bfloat16' else '')
-    add(name, _time(_loop(lambda: fused.run(iterator), k), _REPEATS.value),
-        flops)
-    del iterator
-    replay.close()
-  return rows
+    runs[name] = _loop(lambda f=fused, it=iterator: f.run(it), k)
+  return runs
 
 
 def main(_):
   print(f'devices: {[d.name for d in tf.config.list_logical_devices()]}')
-  matmul = {'float32': _matmul_gflops(tf.float32),
-            'bfloat16': _matmul_gflops(tf.bfloat16)}
-  print(f'matmul 4096^2: float32 {matmul["float32"]:.0f} GFLOP/s, '
-        f'bfloat16 {matmul["bfloat16"]:.0f} GFLOP/s')
   episodes = data_throughput.halfcheetah_shaped_steps(_DATASET_EPISODES.value)
-  rows = []
+  replays = {'reverb': replay_lib.build_replay(episodes),
+             'in_memory': replay_lib.build_in_memory_replay(episodes)}
+  runs = {'matmul_float32': _matmul_run(tf.float32),
+          'matmul_bfloat16': _matmul_run(tf.bfloat16)}
   for size in _CRITIC_SIZES.value:
     critic_layers = tuple(int(w) for w in size.split('x'))
-    print(f'critic {size}:', flush=True)
-    rows += _measure_critic_size(critic_layers, episodes)
+    for name, run in _critic_size_runs(critic_layers, replays).items():
+      runs[(critic_layers, name)] = run
+  rates = _round_robin(runs, _REPEATS.value)
+  matmul = {dtype: rates.pop(f'matmul_{dtype}') * 2 * 4096**3 / 1e9
+            for dtype in ('float32', 'bfloat16')}
+  print(f'matmul 4096^2: float32 {matmul["float32"]:.0f} GFLOP/s, '
+        f'bfloat16 {matmul["bfloat16"]:.0f} GFLOP/s')
+  rows = [dict(path=name, critic=critic_layers, steps_per_s=rate,
+               gflops=rate * step_flops(critic_layers) / 1e9)
+          for (critic_layers, name), rate in rates.items()]
+  for replay in replays.values():
+    replay.close()
 
   print(f'\n{"critic":<12} {"path":<22} {"steps/s":>9} {"x ref":>7} '
         f'{"GFLOP/s":>8} {"of matmul":>9}')

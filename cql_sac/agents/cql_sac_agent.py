@@ -28,7 +28,7 @@ reproducible, resumes with the same stream after a checkpoint restore, and a
 fused multi-step learner draws exactly what single `train()` calls draw.
 """
 
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import gin
 import numpy as np
@@ -422,16 +422,16 @@ class CqlSacAgent(sac_agent.SacAgent):
         policy_log_probs=tf.transpose(log_probs),
         uniform_actions=uniform_actions)
 
-  def _q_at_data_and_samples(self, critic, time_steps, actions,
-                             samples: CqlSamples, training: bool):
-    """Evaluates one critic at dataset and sampled actions in a single call.
+  def _q_at_data_and_samples(self, time_steps, actions, samples: CqlSamples,
+                             training: bool):
+    """Evaluates both critics at dataset and sampled actions, one call each.
 
-    The critic sees B + 2·B·N rows (dataset actions, then policy samples, then
-    uniform samples, each state repeated N times), so every layer is one large
-    matmul instead of three.
+    Each critic sees B + 2·B·N rows (dataset actions, then policy samples,
+    then uniform samples, each state repeated N times), so every layer is one
+    large matmul instead of three; the rows are built once for both critics.
 
     Returns:
-      (q_data [B], q_policy [B, N], q_uniform [B, N]), float32.
+      For Q1 and Q2: (q_data [B], q_policy [B, N], q_uniform [B, N]), float32.
     """
     n = self._num_cql_samples
     action_dim = self._action_spec.shape[-1]
@@ -447,12 +447,14 @@ class CqlSacAgent(sac_agent.SacAgent):
         tf.reshape(samples.policy_actions, [-1, action_dim]),
         tf.reshape(samples.uniform_actions, [-1, action_dim]),
     ], axis=0)
-    q = _q_values(critic, observations, all_actions, step_types, training)
     batch_size = tf.shape(actions)[0]
-    q_data = q[:batch_size]
-    q_policy, q_uniform = tf.split(
-        tf.reshape(q[batch_size:], [2, batch_size, n]), 2, axis=0)
-    return q_data, q_policy[0], q_uniform[0]
+    results = []
+    for critic in (self._critic_network_1, self._critic_network_2):
+      q = _q_values(critic, observations, all_actions, step_types, training)
+      q_policy, q_uniform = tf.unstack(
+          tf.reshape(q[batch_size:], [2, batch_size, n]))
+      results.append((q[:batch_size], q_policy, q_uniform))
+    return results
 
   def _cql_gap(self, q_data, q_policy, q_uniform, policy_log_probs):
     """Per-state CQL(H) gap of one critic (Kumar et al. 2020, eq. 4, App. F).
@@ -500,12 +502,9 @@ class CqlSacAgent(sac_agent.SacAgent):
     """
     if samples is None:
       samples = self.sample_cql_actions(time_steps)
-    gaps = []
-    for critic in (self._critic_network_1, self._critic_network_2):
-      q_data, q_policy, q_uniform = self._q_at_data_and_samples(
-          critic, time_steps, actions, samples, training)
-      gaps.append(self._cql_gap(q_data, q_policy, q_uniform,
-                                samples.policy_log_probs))
+    gaps = [self._cql_gap(q_data, q_policy, q_uniform, samples.policy_log_probs)
+            for q_data, q_policy, q_uniform in self._q_at_data_and_samples(
+                time_steps, actions, samples, training)]
     return self._cql_loss_from_gaps(*gaps)
 
   def _td_targets(self, next_time_steps, gamma, reward_scale_factor):
@@ -591,10 +590,8 @@ class CqlSacAgent(sac_agent.SacAgent):
                                   self._reward_scale_factor)
     samples = self.sample_cql_actions(time_steps)
     q_data, gaps = [], []
-    for i, critic in enumerate(
-        (self._critic_network_1, self._critic_network_2), start=1):
-      q, q_policy, q_uniform = self._q_at_data_and_samples(
-          critic, time_steps, actions, samples, training)
+    for i, (q, q_policy, q_uniform) in enumerate(self._q_at_data_and_samples(
+        time_steps, actions, samples, training), start=1):
       q_data.append(q)
       gaps.append(self._cql_gap(q, q_policy, q_uniform,
                                 samples.policy_log_probs))
