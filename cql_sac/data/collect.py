@@ -5,7 +5,7 @@ ends marked), and how users record their own: the result loads with
 `cql_sac.data.loading.load_episodes(<directory>)` like a TFDS D4RL dataset.
 """
 
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from tf_agents.policies import py_policy
 from tf_agents.policies import py_tf_eager_policy
@@ -31,7 +31,8 @@ def _make_policy(policy: Union[str, py_policy.PyPolicy], env,
 
 def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_steps: int,
                   output_dir: str, seed: Optional[int] = 0,
-                  max_episode_steps: Optional[int] = None) -> str:
+                  max_episode_steps: Optional[int] = None,
+                  extra_metadata: Optional[Dict[str, Any]] = None) -> str:
   """Runs `policy` in the environment for `num_steps` steps and writes an RLDS dataset.
 
   Episodes end at a terminal state (discount 0, is_terminal) or at the time limit (discount 1,
@@ -48,6 +49,8 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
     output_dir: new directory for the dataset.
     seed: seeds the environment's first reset and the random policy; None for random.
     max_episode_steps: time limit override; None uses D4RL's.
+    extra_metadata: JSON-serializable facts about how the policy was made (e.g. its return
+      and training steps), added to the dataset's metadata.
 
   Returns:
     `output_dir`, which `load_episodes` accepts as dataset_name.
@@ -65,7 +68,7 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
       'source': 'environment', 'env_name': env_name, 'gym_env_id': info.gym_env_id,
       'max_episode_steps': max_episode_steps or info.max_episode_steps,
       'policy': policy if isinstance(policy, str) else type(policy).__name__,
-      'seed': seed, 'num_steps': num_steps,
+      'seed': seed, 'num_steps': num_steps, **(extra_metadata or {}),
   }
   writer = writing.RldsWriter(output_dir, info.observation_dim, info.action_dim, metadata)
   time_step = env.reset()
