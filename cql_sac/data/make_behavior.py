@@ -8,8 +8,8 @@ return, `medium-replay` every transition in its replay buffer until that point, 
 rollouts of a uniform-random policy. This tool does the same with TF-Agents' SacAgent, Actor,
 PyDriver, Learner and a Reverb replay table, in the gymnasium MuJoCo environment of `cql_sac.envs`:
 
-  1. collects `initial_collect_steps` uniform-random steps, then alternates one environment step
-     of the stochastic SAC policy with one gradient step;
+  1. collects `initial_collect_steps` uniform-random steps, then alternates 10 environment steps
+     of the stochastic SAC policy with 10 gradient steps;
   2. every `eval_interval` environment steps evaluates that stochastic policy (the one that
      would record the data) and keeps the best weights; it stops once the mean return reaches
      `target_return` (default: one third of D4RL's expert return, 1078 for Hopper) or after
@@ -51,6 +51,9 @@ from cql_sac.networks import make_networks
 
 ENVS = ('hopper', 'halfcheetah', 'walker2d')
 _TABLE = 'uniform_table'
+# Environment steps collected, then as many gradient steps, per round (1:1 as in D4RL's SAC;
+# rounds of several steps keep Python overhead low).
+_STEPS_PER_TRAIN_CALL = 10
 
 
 class BehaviorResult(NamedTuple):
@@ -205,7 +208,8 @@ def make_behavior_datasets(
                                       max_steps=initial_collect_steps).run(collect_env.reset())
     collect_policy = py_tf_eager_policy.PyTFEagerPolicy(agent.collect_policy,
                                                         use_tf_function=True)
-    collect_driver = py_driver.PyDriver(collect_env, collect_policy, observers, max_steps=1)
+    collect_driver = py_driver.PyDriver(collect_env, collect_policy, observers,
+                                        max_steps=_STEPS_PER_TRAIN_CALL)
     policy_state = collect_policy.get_initial_state(batch_size=None)
     sac_learner = learner.Learner(
         os.path.join(output_dir, 'sac'), train_step, agent,
@@ -220,7 +224,7 @@ def make_behavior_datasets(
       next_eval = env_steps + min(eval_interval, max_env_steps - env_steps)
       while log.num_env_steps < next_eval:
         time_step, policy_state = collect_driver.run(time_step, policy_state)
-        sac_learner.run(iterations=1)
+        sac_learner.run(iterations=_STEPS_PER_TRAIN_CALL)
       env_steps = log.num_env_steps
       eval_actor.run()
       mean_return = cql_eval.metric_results(eval_actor)['AverageReturn']

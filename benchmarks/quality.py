@@ -1,0 +1,277 @@
+r"""Learning quality: CQL-SAC against behaviour cloning on D4RL-style datasets, 3 seeds.
+
+For each dataset written by `cql_sac_make_behavior` (`<data_dir>/<env>-<dataset>-v2`) this
+trains CQL (the domain's gin file: configs/mujoco_medium.gin, mujoco_medium_replay.gin, ...)
+and behaviour cloning through the same binary and data path (`train_eval` with
+`bc_steps = num_gradient_updates`: the actor loss is α·log π(a|s) − log π(a_data|s) throughout,
+so the critics never steer the actor), evaluates the greedy policy for 10 episodes in the real
+environment at step 0 and every `eval_interval` steps, and writes to `--output_dir`:
+
+  quality_<env>_<protocol>.json   every curve (D4RL normalized score per evaluation step)
+  quality_<env>_<protocol>.md     the table: last and best normalized score, mean ± std over
+                                  seeds, next to the dataset's mean episode score
+  quality_<env>_<protocol>.png    the curves (mean ± std over seeds)
+
+Protocols:
+  full     the published setting: 256-unit networks (critics 3 layers), batch 256, 10 CQL
+           samples, 1M steps, evaluation every 10,000 steps; needs a GPU (`--use_gpu`).
+  reduced  for 2 CPU cores: 64-unit networks, batch 64, 4 CQL samples, `--num_steps` steps
+           (default 5,000), evaluation every `--eval_interval` (default 1,000); CQL's BC warm-up
+           keeps the full protocol's share (10,000 of 1M steps = 1%).
+
+    python -m benchmarks.quality --data_dir=runs/behavior_hopper --env=hopper \
+        --protocol=reduced
+"""
+
+import json
+import os
+from typing import Dict, List, Mapping, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+
+from cql_sac import eval as cql_eval
+from cql_sac.data import d4rl
+from cql_sac.train_eval import parse_gin_config
+from cql_sac.train_eval import train_eval
+
+_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           'configs')
+GIN_FILES = {'medium': 'mujoco_medium.gin', 'medium-replay': 'mujoco_medium_replay.gin',
+             'medium-expert': 'mujoco_medium_expert.gin', 'random': 'mujoco_medium.gin'}
+ALGORITHMS = ('cql', 'bc')
+_FULL_BC_WARMUP_FRACTION = 10000 / 1000000  # configs/mujoco.gin: 10,000 of 1M steps.
+_REDUCED_BINDINGS = ('train_eval.actor_fc_layers = (64, 64)',
+                     'train_eval.critic_joint_fc_layers = (64, 64, 64)',
+                     'train_eval.batch_size = 64',
+                     'train_eval.num_cql_samples = 4')
+_SCORE_TAG = f'Metrics/{cql_eval.NORMALIZED_SCORE_METRIC}'
+
+# Curves: {dataset: {algorithm: {seed: [(train step, normalized score), ...]}}}
+Curves = Dict[str, Dict[str, Dict[int, List[List[float]]]]]
+
+
+def gin_bindings(algorithm: str, protocol: str, num_steps: int) -> List[str]:
+  """The gin bindings that make a run CQL or BC under a protocol.
+
+  Args:
+    algorithm: 'cql' or 'bc'.
+    protocol: 'reduced' or 'full'.
+    num_steps: Train steps of the run.
+
+  Returns:
+    Bindings to apply after the dataset's gin file.
+
+  Raises:
+    ValueError: For an unknown algorithm or protocol.
+  """
+  if algorithm not in ALGORITHMS or protocol not in ('reduced', 'full'):
+    raise ValueError(f'Unknown algorithm {algorithm!r} or protocol {protocol!r}.')
+  bindings = list(_REDUCED_BINDINGS) if protocol == 'reduced' else []
+  if algorithm == 'bc':
+    bc_steps = num_steps
+  else:
+    bc_steps = round(num_steps * _FULL_BC_WARMUP_FRACTION)
+  return bindings + [f'train_eval.bc_steps = {bc_steps}']
+
+
+def read_score_curve(eval_dir: str) -> List[List[float]]:
+  """Reads the normalized-score evaluations `train_eval` wrote under `<root_dir>/eval`.
+
+  Args:
+    eval_dir: The run's eval/ summary directory.
+
+  Returns:
+    [[train step, normalized score], ...] sorted by step (the last write wins for a step).
+  """
+  points = {}
+  for path in tf.io.gfile.glob(os.path.join(eval_dir, 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == _SCORE_TAG:
+          points[int(event.step)] = float(tf.make_ndarray(value.tensor))
+  return [[step, points[step]] for step in sorted(points)]
+
+
+def summarize(curves: Curves, dataset_scores: Mapping[str, float]) -> List[Dict[str, float]]:
+  """Turns curves into table rows: last and best normalized score, mean and std over seeds.
+
+  "Last" is each seed's final evaluation, "best" its best evaluation (CORL's definitions).
+
+  Args:
+    curves: {dataset: {algorithm: {seed: [[step, score], ...]}}}.
+    dataset_scores: {dataset: its mean episode return as a D4RL normalized score}.
+
+  Returns:
+    One dict per (dataset, algorithm): dataset, algorithm, seeds, steps, last_mean, last_std,
+    best_mean, best_std, dataset_score.
+  """
+  rows = []
+  for dataset, by_algorithm in curves.items():
+    for algorithm, by_seed in by_algorithm.items():
+      last = [curve[-1][1] for curve in by_seed.values()]
+      best = [max(score for _, score in curve) for curve in by_seed.values()]
+      rows.append({
+          'dataset': dataset, 'algorithm': algorithm, 'seeds': len(by_seed),
+          'steps': int(max(curve[-1][0] for curve in by_seed.values())),
+          'last_mean': float(np.mean(last)), 'last_std': float(np.std(last)),
+          'best_mean': float(np.mean(best)), 'best_std': float(np.std(best)),
+          'dataset_score': dataset_scores[dataset]})
+  return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, float]]) -> str:
+  """Formats `summarize` rows as a Markdown table.
+
+  Args:
+    rows: From `summarize`.
+
+  Returns:
+    The table, one line per row, with a header.
+  """
+  lines = ['| dataset | algorithm | seeds | steps | last (mean ± std) | best (mean ± std) '
+           '| dataset mean episode score |', '|---|---|---:|---:|---:|---:|---:|']
+  for r in rows:
+    lines.append(f"| {r['dataset']} | {r['algorithm'].upper()} | {r['seeds']} | {r['steps']:,} "
+                 f"| {r['last_mean']:.1f} ± {r['last_std']:.1f} "
+                 f"| {r['best_mean']:.1f} ± {r['best_std']:.1f} | {r['dataset_score']:.1f} |")
+  return '\n'.join(lines) + '\n'
+
+
+def plot_curves(curves: Curves, dataset_scores: Mapping[str, float], title: str,
+                path: str) -> None:
+  """Saves one panel per dataset: mean ± std normalized score over seeds per algorithm.
+
+  Args:
+    curves: As for `summarize`; every seed of an algorithm is evaluated at the same steps.
+    dataset_scores: {dataset: mean episode score}, drawn as a dashed line.
+    title: Figure title.
+    path: PNG file to write.
+  """
+  import matplotlib  # pylint: disable=import-outside-toplevel  # Only the plot needs it.
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
+  for ax, (dataset, by_algorithm) in zip(axes[0], curves.items()):
+    for algorithm, by_seed in by_algorithm.items():
+      steps = np.array([step for step, _ in next(iter(by_seed.values()))])
+      scores = np.array([[score for _, score in curve] for curve in by_seed.values()])
+      mean, std = scores.mean(axis=0), scores.std(axis=0)
+      ax.plot(steps, mean, label=f'{algorithm.upper()} ({len(by_seed)} seeds)')
+      ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.axhline(dataset_scores[dataset], color='gray', linestyle='--', label='dataset mean')
+    ax.set_title(dataset)
+    ax.set_xlabel('train step')
+    ax.set_ylabel('D4RL normalized score')
+    ax.legend()
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Sequence[str],
+                seeds: Sequence[int], protocol: str, num_steps: int, eval_interval: int,
+                eval_episodes: int, root_dir: str, output_dir: str,
+                use_gpu: bool = False) -> List[Dict[str, float]]:
+  """Trains every (dataset, algorithm, seed), then writes the JSON, table and figure.
+
+  Args:
+    data_dir: Directory holding `<env>-<dataset>-v2` datasets (cql_sac_make_behavior).
+    env: 'hopper', 'halfcheetah' or 'walker2d'.
+    datasets: Dataset kinds, e.g. ['medium', 'medium-replay'].
+    algorithms: Subset of ALGORITHMS.
+    seeds: Seeds per configuration.
+    protocol: 'reduced' or 'full'.
+    num_steps: Train steps per run.
+    eval_interval: Train steps between evaluations.
+    eval_episodes: Episodes per evaluation.
+    root_dir: Where the runs go (`<root_dir>/<dataset>/<algorithm>/seed<seed>`); a finished
+      run found there is reused.
+    output_dir: Where the JSON, Markdown table and PNG go.
+    use_gpu: Train on the GPU.
+
+  Returns:
+    The table rows (`summarize`).
+  """
+  curves: Curves = {}
+  dataset_scores = {}
+  for dataset in datasets:
+    env_name = f'{env}-{dataset}-v2'
+    for algorithm in algorithms:
+      for seed in seeds:
+        run_dir = os.path.join(root_dir, dataset, algorithm, f'seed{seed}')
+        gin.clear_config()
+        parse_gin_config([os.path.join(_CONFIG_DIR, GIN_FILES[dataset])],
+                         gin_bindings(algorithm, protocol, num_steps))
+        result = train_eval(
+            root_dir=run_dir, env_name=env_name,
+            dataset_name=os.path.join(data_dir, env_name), num_gradient_updates=num_steps,
+            eval_interval=eval_interval, eval_episodes=eval_episodes,
+            checkpoint_interval=num_steps, policy_save_interval=num_steps,
+            summary_interval=max(eval_interval, 1), seed=seed, use_gpu=use_gpu)
+        dataset_scores[dataset] = d4rl.d4rl_normalized_score(
+            env_name, result.dataset_mean_episode_return)
+        curve = read_score_curve(os.path.join(run_dir, 'eval'))
+        curves.setdefault(dataset, {}).setdefault(algorithm, {})[seed] = curve
+        logging.info('%s %s seed %d: %s', dataset, algorithm, seed, curve)
+  rows = summarize(curves, dataset_scores)
+  os.makedirs(output_dir, exist_ok=True)
+  stem = os.path.join(output_dir, f'quality_{env}_{protocol}')
+  with open(stem + '.json', 'w') as f:
+    json.dump({'protocol': protocol, 'num_steps': num_steps, 'eval_interval': eval_interval,
+               'eval_episodes': eval_episodes, 'data_dir': data_dir,
+               'dataset_scores': dataset_scores, 'curves': curves, 'rows': rows}, f, indent=1)
+  with open(stem + '.md', 'w') as f:
+    f.write(markdown_table(rows))
+  plot_curves(curves, dataset_scores,
+              f'{env}, project-generated datasets, {protocol} protocol ({num_steps:,} steps)',
+              stem + '.png')
+  return rows
+
+
+def _define_flags() -> None:
+  """Defines the benchmark's flags."""
+  flags.DEFINE_string('data_dir', None, 'Directory with the cql_sac_make_behavior datasets.',
+                      required=True)
+  flags.DEFINE_enum('env', 'hopper', ['hopper', 'halfcheetah', 'walker2d'], 'Task.')
+  flags.DEFINE_list('datasets', ['medium', 'medium-replay'], 'Dataset kinds.')
+  flags.DEFINE_list('algorithms', list(ALGORITHMS), 'Algorithms to train.')
+  flags.DEFINE_integer('num_seeds', 3, 'Seeds 0..N-1 per configuration.')
+  flags.DEFINE_enum('protocol', 'reduced', ['reduced', 'full'], 'See the module docstring.')
+  flags.DEFINE_integer('num_steps', None, 'Train steps (default: reduced 5,000, full 1M).')
+  flags.DEFINE_integer('eval_interval', None, 'Steps between evaluations (default: reduced '
+                       '1,000, full 10,000).')
+  flags.DEFINE_integer('eval_episodes', 10, 'Episodes per evaluation.')
+  flags.DEFINE_string('root_dir', 'runs/quality', 'Directory for the training runs.')
+  flags.DEFINE_string('output_dir', 'benchmarks/results', 'Directory for table and figure.')
+  flags.DEFINE_bool('gpu', False, 'Train on the GPU.')
+
+
+def main(argv: Sequence[str]) -> None:
+  """Runs the benchmark and prints the table.
+
+  Args:
+    argv: Command-line arguments left after flag parsing (must be none).
+  """
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  args = flags.FLAGS
+  full = args.protocol == 'full'
+  num_steps = args.num_steps or (1000000 if full else 5000)
+  rows = run_quality(
+      args.data_dir, args.env, args.datasets, args.algorithms, range(args.num_seeds),
+      args.protocol, num_steps, args.eval_interval or (10000 if full else 1000),
+      args.eval_episodes, os.path.join(args.root_dir, args.protocol), args.output_dir,
+      use_gpu=args.gpu)
+  print(markdown_table(rows))
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,44 @@
+"""benchmarks/quality.py: gin bindings per algorithm, and the table and figure from curves."""
+
+import os
+
+import pytest
+
+from benchmarks import quality
+
+_CURVES = {
+    'medium-replay': {
+        'cql': {0: [[0, 1.0], [1000, 30.0], [2000, 20.0]],
+                1: [[0, 2.0], [1000, 10.0], [2000, 40.0]]},
+        'bc': {0: [[0, 1.0], [1000, 5.0], [2000, 5.0]],
+               1: [[0, 1.0], [1000, 9.0], [2000, 7.0]]},
+    },
+}
+
+
+def test_bc_clones_for_every_step_and_cql_keeps_the_warmup_share():
+  assert quality.gin_bindings('bc', 'full', 1000000) == ['train_eval.bc_steps = 1000000']
+  assert quality.gin_bindings('cql', 'full', 1000000) == ['train_eval.bc_steps = 10000']
+  reduced = quality.gin_bindings('cql', 'reduced', 5000)
+  assert reduced[-1] == 'train_eval.bc_steps = 50'
+  assert 'train_eval.batch_size = 64' in reduced
+  with pytest.raises(ValueError):
+    quality.gin_bindings('iql', 'full', 10)
+
+
+def test_summarize_last_and_best_over_seeds():
+  rows = quality.summarize(_CURVES, {'medium-replay': 12.5})
+  cql, bc = rows
+  assert (cql['algorithm'], cql['seeds'], cql['steps']) == ('cql', 2, 2000)
+  assert cql['last_mean'] == pytest.approx(30.0) and cql['last_std'] == pytest.approx(10.0)
+  assert cql['best_mean'] == pytest.approx(35.0) and cql['best_std'] == pytest.approx(5.0)
+  assert bc['last_mean'] == pytest.approx(6.0) and bc['best_mean'] == pytest.approx(7.0)
+  table = quality.markdown_table(rows)
+  assert '| medium-replay | CQL | 2 | 2,000 | 30.0 ± 10.0 | 35.0 ± 5.0 | 12.5 |' in table
+
+
+def test_plot_writes_png(tmp_path):
+  path = os.path.join(tmp_path, 'curves.png')
+  quality.plot_curves(_CURVES, {'medium-replay': 12.5}, 'test', path)
+  with open(path, 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
