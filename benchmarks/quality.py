@@ -1,6 +1,7 @@
 r"""Learning quality: CQL-SAC against behaviour cloning on D4RL-style datasets, 3 seeds.
 
-For each dataset written by `cql_sac_make_behavior` (`<data_dir>/<env>-<dataset>-v2`) this
+For each dataset `<data_dir>/<env>-<dataset>-v2` (written by `cql_sac_make_behavior`, or a D4RL
+file converted by `cql_sac_make_dataset --from_hdf5` into such a directory) this
 trains CQL (the domain's gin file: configs/mujoco_medium.gin, mujoco_medium_replay.gin, ...)
 and behaviour cloning through the same binary and data path (`train_eval` with
 `bc_steps = num_gradient_updates`: the actor loss is α·log π(a|s) − log π(a_data|s) throughout,
@@ -261,6 +262,7 @@ def main(argv: Sequence[str]) -> None:
   """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.INFO)
   args = flags.FLAGS
   full = args.protocol == 'full'
   num_steps = args.num_steps or (1000000 if full else 5000)
