@@ -8,10 +8,10 @@ and behaviour cloning through the same binary and data path (`train_eval` with
 so the critics never steer the actor), evaluates the greedy policy for 10 episodes in the real
 environment at step 0 and every `eval_interval` steps, and writes to `--output_dir`:
 
-  quality_<env>_<protocol>.json   every curve (D4RL normalized score per evaluation step)
-  quality_<env>_<protocol>.md     the table: last and best normalized score, mean ± std over
-                                  seeds, next to the dataset's mean episode score
-  quality_<env>_<protocol>.png    the curves (mean ± std over seeds)
+  quality_<env>_<protocol>_<steps>.json  every curve (D4RL normalized score per evaluation)
+  quality_<env>_<protocol>_<steps>.md    the table: last and best normalized score, mean ± std
+                                         over seeds, next to the dataset's mean episode score
+  quality_<env>_<protocol>_<steps>.png   the curves (mean ± std over seeds)
 
 Protocols:
   full     the published setting: 256-unit networks (critics 3 layers), batch 256, 10 CQL
@@ -176,6 +176,11 @@ def plot_curves(curves: Curves, dataset_scores: Mapping[str, float], title: str,
   plt.close(fig)
 
 
+def _steps_label(num_steps: int) -> str:
+  """'5k' for 5000, '1M' for 1000000: names a protocol's outputs by its length."""
+  return f'{num_steps // 1000000}M' if num_steps % 1000000 == 0 else f'{num_steps / 1000:g}k'
+
+
 def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Sequence[str],
                 seeds: Sequence[int], protocol: str, num_steps: int, eval_interval: int,
                 eval_episodes: int, root_dir: str, output_dir: str,
@@ -193,7 +198,7 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
     eval_interval: Train steps between evaluations.
     eval_episodes: Episodes per evaluation.
     root_dir: Where the runs go (`<root_dir>/<dataset>/<algorithm>/seed<seed>`); a finished
-      run found there is reused.
+      run found there is reused, so give each protocol and length its own.
     output_dir: Where the JSON, Markdown table and PNG go.
     use_gpu: Train on the GPU.
 
@@ -223,7 +228,7 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
         logging.info('%s %s seed %d: %s', dataset, algorithm, seed, curve)
   rows = summarize(curves, dataset_scores)
   os.makedirs(output_dir, exist_ok=True)
-  stem = os.path.join(output_dir, f'quality_{env}_{protocol}')
+  stem = os.path.join(output_dir, f'quality_{env}_{protocol}_{_steps_label(num_steps)}')
   with open(stem + '.json', 'w') as f:
     json.dump({'protocol': protocol, 'num_steps': num_steps, 'eval_interval': eval_interval,
                'eval_episodes': eval_episodes, 'data_dir': data_dir,
@@ -269,7 +274,8 @@ def main(argv: Sequence[str]) -> None:
   rows = run_quality(
       args.data_dir, args.env, args.datasets, args.algorithms, range(args.num_seeds),
       args.protocol, num_steps, args.eval_interval or (10000 if full else 1000),
-      args.eval_episodes, os.path.join(args.root_dir, args.protocol), args.output_dir,
+      args.eval_episodes, os.path.join(args.root_dir, f'{args.protocol}_{num_steps}'),
+      args.output_dir,
       use_gpu=args.gpu)
   print(markdown_table(rows))
 
