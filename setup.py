@@ -48,6 +48,7 @@ setuptools.setup(
             'cql_sac_eval = cql_sac.eval:run',
             'cql_sac_make_dataset = cql_sac.data.make_dataset:main',
             'cql_sac_reverb_server = cql_sac.data.reverb_server:main',
+            'cql_sac_make_behavior = cql_sac.data.make_behavior:run',
         ],
     },
 )
