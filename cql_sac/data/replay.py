@@ -37,17 +37,18 @@ class Replay:
     data_spec: `Trajectory` of TensorSpecs of one step (no outer dims): step_type and
       next_step_type int32 [], observation float32 [obs_dim], action float32 [A],
       policy_info (), reward float32 [], discount float32 [].
-    num_items: number of items (transitions) in the table.
+    num_items: number of items (transitions) in the table; None for a table still being
+      filled (online collection).
     server: the in-process `reverb.Server`, or None when connected to another process.
   """
 
-  def __init__(self, data_spec: trajectory.Trajectory, num_items: int,
+  def __init__(self, data_spec: trajectory.Trajectory, num_items: Optional[int],
                server: Optional[reverb.Server] = None, server_address: Optional[str] = None):
     """Connects to the table; use `build_replay` instead of calling this directly.
 
     Args:
       data_spec: the step spec.
-      num_items: items in the table.
+      num_items: items in the table (None while it is being filled).
       server: in-process server holding the table (exclusive with `server_address`).
       server_address: 'host:port' of a server holding the table.
     """
