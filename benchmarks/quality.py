@@ -5,7 +5,9 @@ file converted by `cql_sac_make_dataset --from_hdf5` into such a directory) this
 trains CQL (the domain's gin file: configs/mujoco_medium.gin, mujoco_medium_replay.gin, ...)
 and behaviour cloning through the same binary and data path (`train_eval` with
 `bc_steps = num_gradient_updates`: the actor loss is α·log π(a|s) − log π(a_data|s) throughout,
-so the critics never steer the actor), evaluates the greedy policy for 10 episodes in the real
+so the critics never steer the actor) — and, with `--algorithms=...,cql_bf16`, CQL with bfloat16
+critic matmuls (`make_networks.compute_dtype = 'bfloat16'`) for the mixed-precision learning
+comparison — evaluates the greedy policy for 10 episodes in the real
 environment at step 0 and every `eval_interval` steps, and writes to `--output_dir`:
 
   quality_<env>_<protocol>_<steps>.json  every curve (D4RL normalized score per evaluation)
@@ -44,7 +46,10 @@ _CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
                            'configs')
 GIN_FILES = {'medium': 'mujoco_medium.gin', 'medium-replay': 'mujoco_medium_replay.gin',
              'medium-expert': 'mujoco_medium_expert.gin', 'random': 'mujoco_medium.gin'}
-ALGORITHMS = ('cql', 'bc')
+ALGORITHMS = ('cql', 'bc', 'cql_bf16')
+# CQL with bfloat16 critic matmuls (float32 variables and losses): the mixed-precision
+# learning comparison.
+_BF16_BINDINGS = ("make_networks.compute_dtype = 'bfloat16'",)
 _FULL_BC_WARMUP_FRACTION = 10000 / 1000000  # configs/mujoco.gin: 10,000 of 1M steps.
 _REDUCED_BINDINGS = ('train_eval.actor_fc_layers = (64, 64)',
                      'train_eval.critic_joint_fc_layers = (64, 64, 64)',
@@ -60,7 +65,7 @@ def gin_bindings(algorithm: str, protocol: str, num_steps: int) -> List[str]:
   """The gin bindings that make a run CQL or BC under a protocol.
 
   Args:
-    algorithm: 'cql' or 'bc'.
+    algorithm: 'cql', 'bc', or 'cql_bf16' (CQL with bfloat16 critic compute).
     protocol: 'reduced' or 'full'.
     num_steps: Train steps of the run.
 
@@ -73,6 +78,8 @@ def gin_bindings(algorithm: str, protocol: str, num_steps: int) -> List[str]:
   if algorithm not in ALGORITHMS or protocol not in ('reduced', 'full'):
     raise ValueError(f'Unknown algorithm {algorithm!r} or protocol {protocol!r}.')
   bindings = list(_REDUCED_BINDINGS) if protocol == 'reduced' else []
+  if algorithm == 'cql_bf16':
+    bindings += _BF16_BINDINGS
   if algorithm == 'bc':
     bc_steps = num_steps
   else:
@@ -125,6 +132,12 @@ def summarize(curves: Curves, dataset_scores: Mapping[str, float]) -> List[Dict[
   return rows
 
 
+def _label(algorithm: str) -> str:
+  """'CQL', 'BC' or 'CQL (bfloat16)': an algorithm's name in tables and legends."""
+  name, _, dtype = algorithm.partition('_')
+  return name.upper() + (f' ({dtype.replace("bf", "bfloat")})' if dtype else '')
+
+
 def markdown_table(rows: Sequence[Mapping[str, float]]) -> str:
   """Formats `summarize` rows as a Markdown table.
 
@@ -137,7 +150,7 @@ def markdown_table(rows: Sequence[Mapping[str, float]]) -> str:
   lines = ['| dataset | algorithm | seeds | steps | last (mean ± std) | best (mean ± std) '
            '| dataset mean episode score |', '|---|---|---:|---:|---:|---:|---:|']
   for r in rows:
-    lines.append(f"| {r['dataset']} | {r['algorithm'].upper()} | {r['seeds']} | {r['steps']:,} "
+    lines.append(f"| {r['dataset']} | {_label(r['algorithm'])} | {r['seeds']} | {r['steps']:,} "
                  f"| {r['last_mean']:.1f} ± {r['last_std']:.1f} "
                  f"| {r['best_mean']:.1f} ± {r['best_std']:.1f} | {r['dataset_score']:.1f} |")
   return '\n'.join(lines) + '\n'
@@ -163,7 +176,7 @@ def plot_curves(curves: Curves, dataset_scores: Mapping[str, float], title: str,
       steps = np.array([step for step, _ in next(iter(by_seed.values()))])
       scores = np.array([[score for _, score in curve] for curve in by_seed.values()])
       mean, std = scores.mean(axis=0), scores.std(axis=0)
-      ax.plot(steps, mean, label=f'{algorithm.upper()} ({len(by_seed)} seeds)')
+      ax.plot(steps, mean, label=f'{_label(algorithm)} ({len(by_seed)} seeds)')
       ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     ax.axhline(dataset_scores[dataset], color='gray', linestyle='--', label='dataset mean')
     ax.set_title(dataset)
@@ -247,7 +260,7 @@ def _define_flags() -> None:
                       required=True)
   flags.DEFINE_enum('env', 'hopper', ['hopper', 'halfcheetah', 'walker2d'], 'Task.')
   flags.DEFINE_list('datasets', ['medium', 'medium-replay'], 'Dataset kinds.')
-  flags.DEFINE_list('algorithms', list(ALGORITHMS), 'Algorithms to train.')
+  flags.DEFINE_list('algorithms', ['cql', 'bc'], f'Algorithms to train, of {ALGORITHMS}.')
   flags.DEFINE_integer('num_seeds', 3, 'Seeds 0..N-1 per configuration.')
   flags.DEFINE_enum('protocol', 'reduced', ['reduced', 'full'], 'See the module docstring.')
   flags.DEFINE_integer('num_steps', None, 'Train steps (default: reduced 5,000, full 1M).')

@@ -22,6 +22,8 @@ def test_bc_clones_for_every_step_and_cql_keeps_the_warmup_share():
   reduced = quality.gin_bindings('cql', 'reduced', 5000)
   assert reduced[-1] == 'train_eval.bc_steps = 50'
   assert 'train_eval.batch_size = 64' in reduced
+  bf16 = quality.gin_bindings('cql_bf16', 'reduced', 5000)
+  assert bf16 == reduced[:-1] + ["make_networks.compute_dtype = 'bfloat16'", reduced[-1]]
   with pytest.raises(ValueError):
     quality.gin_bindings('iql', 'full', 10)
 
@@ -35,6 +37,8 @@ def test_summarize_last_and_best_over_seeds():
   assert bc['last_mean'] == pytest.approx(6.0) and bc['best_mean'] == pytest.approx(7.0)
   table = quality.markdown_table(rows)
   assert '| medium-replay | CQL | 2 | 2,000 | 30.0 ± 10.0 | 35.0 ± 5.0 | 12.5 |' in table
+  bf16_row = dict(cql, algorithm='cql_bf16')
+  assert '| medium-replay | CQL (bfloat16) | 2 |' in quality.markdown_table([bf16_row])
 
 
 def test_plot_writes_png(tmp_path):
