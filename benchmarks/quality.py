@@ -37,6 +37,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from cql_sac import cli
 from cql_sac import eval as cql_eval
 from cql_sac.data import d4rl
 from cql_sac.train_eval import parse_gin_config
@@ -278,10 +279,7 @@ def main(argv: Sequence[str]) -> None:
   Args:
     argv: Command-line arguments left after flag parsing (must be none).
   """
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
-  args = flags.FLAGS
+  args = cli.start_main(argv)
   full = args.protocol == 'full'
   num_steps = args.num_steps or (1000000 if full else 5000)
   rows = run_quality(

@@ -9,7 +9,6 @@ numbers for the same policy.
 """
 
 import os
-import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from absl import app
@@ -24,6 +23,7 @@ from tf_agents.policies import py_tf_eager_policy
 from tf_agents.train import actor
 from tf_agents.train import learner
 
+from cql_sac import cli
 from cql_sac.data.d4rl import d4rl_normalized_score
 from cql_sac.envs import load_env
 
@@ -220,19 +220,6 @@ def evaluate(policy_dir: str, env_name: str, num_episodes: int,
       train_step=int(train_step.numpy()))
 
 
-def list_flags_in_help(module_name: str) -> None:
-  """Makes `--help` of a console script list the flags defined in `module_name`.
-
-  absl's `--help` lists the flags of the main module, which for a console script is the
-  generated wrapper rather than the module that defines them.
-
-  Args:
-    module_name: Name of the module whose flags the binary takes (its `__name__`).
-  """
-  for flag in flags.FLAGS.get_flags_for_module(module_name):
-    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-
-
 def main(argv: Sequence[str]) -> None:
   """Entry point of `cql_sac_eval`; prints mean return, std and normalized score.
 
@@ -242,9 +229,7 @@ def main(argv: Sequence[str]) -> None:
   Raises:
     app.UsageError: For leftover arguments, an unknown environment or no policy.
   """
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  args = flags.FLAGS
+  args = cli.start_main(argv)
   try:
     result = evaluate(args.policy_dir, args.env_name, args.num_episodes, args.seed)
   except ValueError as e:
@@ -269,7 +254,7 @@ def run() -> None:
                       required=True)
   flags.DEFINE_integer('num_episodes', 10, 'Number of episodes to run.', lower_bound=1)
   flags.DEFINE_integer('seed', None, 'Environment seed.')
-  list_flags_in_help(__name__)
+  cli.list_flags_in_help(__name__)
   app.run(main)
 
 

@@ -46,6 +46,7 @@ from tf_agents.train.utils import strategy_utils  # Defines --use_gpu (and --tpu
 from tf_agents.train.utils import train_utils
 from tf_agents.typing import types
 
+from cql_sac import cli
 from cql_sac import eval as cql_eval
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.data.loading import load_episodes
@@ -505,10 +506,7 @@ def main(argv: Sequence[str]) -> None:
   Args:
     argv: Command-line arguments left after flag parsing (must be none).
   """
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
-  args = flags.FLAGS
+  args = cli.start_main(argv)
   overrides = {name: args[name].value for name in _TRAIN_EVAL_FLAGS if args[name].present}
   try:
     parse_gin_config(args.gin_file, args.gin_bindings + args.gin_param)
@@ -530,8 +528,8 @@ def main(argv: Sequence[str]) -> None:
 def run() -> None:
   """Console-script entry point: defines the flags and runs `main`."""
   _define_flags()
-  cql_eval.list_flags_in_help(__name__)
-  cql_eval.list_flags_in_help(strategy_utils.__name__)  # --use_gpu, --tpu.
+  cli.list_flags_in_help(__name__)
+  cli.list_flags_in_help(strategy_utils.__name__)  # --use_gpu, --tpu.
   app.run(main)
 
 

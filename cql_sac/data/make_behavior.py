@@ -41,6 +41,7 @@ from tf_agents.train.utils import train_utils
 from tf_agents.trajectories import trajectory as trajectory_lib
 
 import cql_sac
+from cql_sac import cli
 from cql_sac import envs
 from cql_sac import eval as cql_eval
 from cql_sac.data import collect
@@ -286,10 +287,7 @@ def main(argv: Sequence[str]) -> None:
   Args:
     argv: Command-line arguments left after flag parsing (must be none).
   """
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
-  args = flags.FLAGS
+  args = cli.start_main(argv)
   result = make_behavior_datasets(
       args.env, args.output_dir, max_env_steps=args.max_env_steps,
       target_return=args.target_return, initial_collect_steps=args.initial_collect_steps,

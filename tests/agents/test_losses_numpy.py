@@ -6,7 +6,6 @@ weights alone (tests/agents/numpy_reference.py).
 """
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from cql_sac.agents import cql_sac_agent as cql
 from tests.agents import agent_fixtures as fx
