@@ -167,8 +167,9 @@ def _matmul_run(dtype) -> Callable[[], int]:
   return run
 
 
-def _critic_size_runs(critic_layers, replays) -> Dict[str, Callable]:
-  """Every path's run for one critic size, keyed by path name."""
+def _critic_size_runs(critic_layers, replays, work_dir: str) -> Dict[str, Callable]:
+  """Every path's run for one critic size, keyed by path name; the Learner writes under
+  `work_dir`."""
   runs = {}
   reference = _agent(reference_cql.CqlSacAgent, critic_layers)
   experience = _batch(reference)
@@ -177,9 +178,8 @@ def _critic_size_runs(critic_layers, replays) -> Dict[str, Callable]:
 
   reference = _agent(reference_cql.CqlSacAgent, critic_layers)
   dataset = tf.data.Dataset.from_tensors((experience, tf.zeros([]))).repeat()
-  root_dir = tempfile.mkdtemp()
   learner = tf_agents_learner.Learner(
-      root_dir, reference.train_step_counter, reference,
+      os.path.join(work_dir, 'x'.join(map(str, critic_layers))), reference.train_step_counter, reference,
       experience_dataset_fn=lambda: dataset, summary_interval=10**9,
       run_optimizer_variable_init=False)
   k = _E2E_K.value
@@ -219,11 +219,12 @@ def main(_):
              'in_memory': replay_lib.build_in_memory_replay(episodes)}
   runs = {'matmul_float32': _matmul_run(tf.float32),
           'matmul_bfloat16': _matmul_run(tf.bfloat16)}
-  for size in _CRITIC_SIZES.value:
-    critic_layers = tuple(int(w) for w in size.split('x'))
-    for name, run in _critic_size_runs(critic_layers, replays).items():
-      runs[(critic_layers, name)] = run
-  rates = _round_robin(runs, _REPEATS.value)
+  with tempfile.TemporaryDirectory() as work_dir:
+    for size in _CRITIC_SIZES.value:
+      critic_layers = tuple(int(w) for w in size.split('x'))
+      for name, run in _critic_size_runs(critic_layers, replays, work_dir).items():
+        runs[(critic_layers, name)] = run
+    rates = _round_robin(runs, _REPEATS.value)
   matmul = {dtype: rates.pop(f'matmul_{dtype}') * 2 * 4096**3 / 1e9
             for dtype in ('float32', 'bfloat16')}
   print(f'matmul 4096^2: float32 {matmul["float32"]:.0f} GFLOP/s, '
