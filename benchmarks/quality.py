@@ -198,7 +198,8 @@ def _steps_label(num_steps: int) -> str:
 def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Sequence[str],
                 seeds: Sequence[int], protocol: str, num_steps: int, eval_interval: int,
                 eval_episodes: int, root_dir: str, output_dir: str,
-                use_gpu: bool = False) -> List[Dict[str, float]]:
+                use_gpu: bool = False, extra_bindings: Sequence[str] = (),
+                tag: str = '') -> List[Dict[str, float]]:
   """Trains every (dataset, algorithm, seed), then writes the JSON, table and figure.
 
   Args:
@@ -215,6 +216,10 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
       run found there is reused, so give each protocol and length its own.
     output_dir: Where the JSON, Markdown table and PNG go.
     use_gpu: Train on the GPU.
+    extra_bindings: Gin bindings applied to every run after the algorithm's, e.g. a
+      hyperparameter under study.
+    tag: Appended to the output file names (and the figure title), so that runs with
+      `extra_bindings` do not overwrite the plain ones.
 
   Returns:
     The table rows (`summarize`).
@@ -228,7 +233,7 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
         run_dir = os.path.join(root_dir, dataset, algorithm, f'seed{seed}')
         gin.clear_config()
         parse_gin_config([os.path.join(_CONFIG_DIR, GIN_FILES[dataset])],
-                         gin_bindings(algorithm, protocol, num_steps))
+                         gin_bindings(algorithm, protocol, num_steps) + list(extra_bindings))
         result = train_eval(
             root_dir=run_dir, env_name=env_name,
             dataset_name=os.path.join(data_dir, env_name), num_gradient_updates=num_steps,
@@ -242,15 +247,18 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
         logging.info('%s %s seed %d: %s', dataset, algorithm, seed, curve)
   rows = summarize(curves, dataset_scores)
   os.makedirs(output_dir, exist_ok=True)
-  stem = os.path.join(output_dir, f'quality_{env}_{protocol}_{_steps_label(num_steps)}')
+  stem = os.path.join(output_dir, f'quality_{env}_{protocol}_{_steps_label(num_steps)}'
+                      + (f'_{tag}' if tag else ''))
   with open(stem + '.json', 'w') as f:
     json.dump({'protocol': protocol, 'num_steps': num_steps, 'eval_interval': eval_interval,
                'eval_episodes': eval_episodes, 'data_dir': data_dir,
+               'extra_bindings': list(extra_bindings),
                'dataset_scores': dataset_scores, 'curves': curves, 'rows': rows}, f, indent=1)
   with open(stem + '.md', 'w') as f:
     f.write(markdown_table(rows))
   plot_curves(curves, dataset_scores,
-              f'{env}, project-generated datasets, {protocol} protocol ({num_steps:,} steps)',
+              f'{env}, project-generated datasets, {protocol} protocol ({num_steps:,} steps)'
+              + (f', {tag}' if tag else ''),
               stem + '.png')
   return rows
 
@@ -271,6 +279,9 @@ def _define_flags() -> None:
   flags.DEFINE_string('root_dir', 'runs/quality', 'Directory for the training runs.')
   flags.DEFINE_string('output_dir', 'benchmarks/results', 'Directory for table and figure.')
   flags.DEFINE_bool('gpu', False, 'Train on the GPU.')
+  flags.DEFINE_multi_string('gin_bindings', [], 'Extra gin bindings for every run, e.g. '
+                            '"train_eval.cql_alpha = 5.0"; give them a --tag.')
+  flags.DEFINE_string('tag', '', 'Suffix of the output files and run directory.')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -285,9 +296,11 @@ def main(argv: Sequence[str]) -> None:
   rows = run_quality(
       args.data_dir, args.env, args.datasets, args.algorithms, range(args.num_seeds),
       args.protocol, num_steps, args.eval_interval or (10000 if full else 1000),
-      args.eval_episodes, os.path.join(args.root_dir, f'{args.protocol}_{num_steps}'),
+      args.eval_episodes,
+      os.path.join(args.root_dir, f'{args.protocol}_{num_steps}' + (f'_{args.tag}' if args.tag
+                                                                   else '')),
       args.output_dir,
-      use_gpu=args.gpu)
+      use_gpu=args.gpu, extra_bindings=args.gin_bindings, tag=args.tag)
   print(markdown_table(rows))
 
 
