@@ -268,17 +268,18 @@ def test_unknown_gin_parameter_suggests_the_closest():
     train_eval.parse_gin_config([], ['train_eval.batchsize = 64'])
 
 
-@pytest.mark.parametrize('name, parameter, value', [
-    ('mujoco_medium', 'cql_alpha', 0.1), ('mujoco_medium_expert', 'cql_alpha', 1.0),
-    ('mujoco_medium_replay', 'cql_alpha', 1.0), ('antmaze', 'reward_shift', -0.5),
-    ('quickstart', 'batch_size', 64)])
+@pytest.mark.parametrize('name, parameter, value, temperature', [
+    ('mujoco_medium', 'cql_alpha', 5.0, 1.0), ('mujoco_medium_expert', 'cql_alpha', 5.0, 1.0),
+    ('mujoco_medium_replay', 'cql_alpha', 5.0, 1.0), ('antmaze', 'reward_shift', -0.5, None),
+    ('quickstart', 'batch_size', 64, 50.0)])
 def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name, parameter,
-                                                     value):
+                                                     value, temperature):
   monkeypatch.chdir(tmp_path)
   train_eval.parse_gin_config([os.path.join(REPO, 'configs', f'{name}.gin')], [])
   assert gin.query_parameter(f'train_eval.{parameter}') == value
-  if name != 'antmaze':  # Included from mujoco.gin.
-    assert gin.query_parameter('train_eval.softmax_temperature') == 50.0
+  if name != 'antmaze':  # Included from mujoco.gin (antmaze keeps the default temperature).
+    assert gin.query_parameter('train_eval.reward_scale_factor') == 0.1
+    assert gin.query_parameter('train_eval.softmax_temperature') == temperature
 
 
 def test_cli_reports_bad_input_without_traceback(existing_root_dir, dataset_dir, tmp_path):
