@@ -179,7 +179,8 @@ def _critic_size_runs(critic_layers, replays, work_dir: str) -> Dict[str, Callab
   reference = _agent(reference_cql.CqlSacAgent, critic_layers)
   dataset = tf.data.Dataset.from_tensors((experience, tf.zeros([]))).repeat()
   learner = tf_agents_learner.Learner(
-      os.path.join(work_dir, 'x'.join(map(str, critic_layers))), reference.train_step_counter, reference,
+      os.path.join(work_dir, 'x'.join(map(str, critic_layers))),
+      reference.train_step_counter, reference,
       experience_dataset_fn=lambda: dataset, summary_interval=10**9,
       run_optimizer_variable_init=False)
   k = _E2E_K.value
