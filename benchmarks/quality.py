@@ -195,6 +195,11 @@ def _steps_label(num_steps: int) -> str:
   return f'{num_steps // 1000000}M' if num_steps % 1000000 == 0 else f'{num_steps / 1000:g}k'
 
 
+def _with_tag(name: str, tag: str) -> str:
+  """`name_tag`, or `name` when `tag` is empty: keeps tagged studies' files apart."""
+  return f'{name}_{tag}' if tag else name
+
+
 def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Sequence[str],
                 seeds: Sequence[int], protocol: str, num_steps: int, eval_interval: int,
                 eval_episodes: int, root_dir: str, output_dir: str,
@@ -247,8 +252,8 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
         logging.info('%s %s seed %d: %s', dataset, algorithm, seed, curve)
   rows = summarize(curves, dataset_scores)
   os.makedirs(output_dir, exist_ok=True)
-  stem = os.path.join(output_dir, f'quality_{env}_{protocol}_{_steps_label(num_steps)}'
-                      + (f'_{tag}' if tag else ''))
+  stem = os.path.join(output_dir,
+                      _with_tag(f'quality_{env}_{protocol}_{_steps_label(num_steps)}', tag))
   with open(stem + '.json', 'w') as f:
     json.dump({'protocol': protocol, 'num_steps': num_steps, 'eval_interval': eval_interval,
                'eval_episodes': eval_episodes, 'data_dir': data_dir,
@@ -297,8 +302,7 @@ def main(argv: Sequence[str]) -> None:
       args.data_dir, args.env, args.datasets, args.algorithms, range(args.num_seeds),
       args.protocol, num_steps, args.eval_interval or (10000 if full else 1000),
       args.eval_episodes,
-      os.path.join(args.root_dir, f'{args.protocol}_{num_steps}' + (f'_{args.tag}' if args.tag
-                                                                   else '')),
+      os.path.join(args.root_dir, _with_tag(f'{args.protocol}_{num_steps}', args.tag)),
       args.output_dir,
       use_gpu=args.gpu, extra_bindings=args.gin_bindings, tag=args.tag)
   print(markdown_table(rows))
