@@ -426,35 +426,33 @@ class CqlSacAgent(sac_agent.SacAgent):
                              training: bool):
     """Evaluates both critics at dataset and sampled actions, one call each.
 
-    Each critic sees B + 2·B·N rows (dataset actions, then policy samples,
-    then uniform samples, each state repeated N times), so every layer is one
-    large matmul instead of three; the rows are built once for both critics.
+    Each critic sees the 2N+1 actions of every state (dataset action, N policy
+    samples, N uniform samples) in one call, so every layer is one large
+    matmul instead of three. A critic with `q_for_action_sets` (e.g.
+    `cql_sac.critic_network.MultiActionCriticNetwork`) takes them as [B, 2N+1, A]
+    and computes each state's share once; any other TF-Agents critic gets
+    B·(2N+1) rows with every state repeated, built once for both critics.
 
     Returns:
       For Q1 and Q2: (q_data [B], q_policy [B, N], q_uniform [B, N]), float32.
     """
     n = self._num_cql_samples
-    action_dim = self._action_spec.shape[-1]
-    repeat = lambda x: tf.repeat(x, n, axis=0)  # s0,s0,...,s1,s1,... [B·N]
-    observations = tf.nest.map_structure(
-        lambda o: tf.concat([o, repeat(o), repeat(o)], axis=0),
-        time_steps.observation)
-    step_types = tf.concat(
-        [time_steps.step_type, repeat(time_steps.step_type),
-         repeat(time_steps.step_type)], axis=0)
-    all_actions = tf.concat([
-        actions,
-        tf.reshape(samples.policy_actions, [-1, action_dim]),
-        tf.reshape(samples.uniform_actions, [-1, action_dim]),
-    ], axis=0)
-    batch_size = tf.shape(actions)[0]
-    results = []
-    for critic in (self._critic_network_1, self._critic_network_2):
-      q = _q_values(critic, observations, all_actions, step_types, training)
-      q_policy, q_uniform = tf.unstack(
-          tf.reshape(q[batch_size:], [2, batch_size, n]))
-      results.append((q[:batch_size], q_policy, q_uniform))
-    return results
+    action_sets = tf.concat([actions[:, None, :], samples.policy_actions,
+                             samples.uniform_actions], axis=1)  # [B, 2N+1, A]
+    critics = (self._critic_network_1, self._critic_network_2)
+    if all(hasattr(critic, 'q_for_action_sets') for critic in critics):
+      q_sets = [critic.q_for_action_sets(time_steps.observation, action_sets)
+                for critic in critics]
+    else:
+      repeat = lambda x: tf.repeat(x, 2 * n + 1, axis=0)  # s0,...,s0,s1,... [B·(2N+1)]
+      observations = tf.nest.map_structure(repeat, time_steps.observation)
+      flat_actions = tf.reshape(action_sets, [-1, self._action_spec.shape[-1]])
+      batch_size = tf.shape(actions)[0]
+      q_sets = [tf.reshape(_q_values(critic, observations, flat_actions,
+                                     repeat(time_steps.step_type), training),
+                           [batch_size, 2 * n + 1])
+                for critic in critics]
+    return [(q[:, 0], q[:, 1:n + 1], q[:, n + 1:]) for q in q_sets]
 
   def _cql_gap(self, q_data, q_policy, q_uniform, policy_log_probs):
     """Per-state CQL(H) gap of one critic (Kumar et al. 2020, eq. 4, App. F).

@@ -8,6 +8,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
+from cql_sac import critic_network as multi_action
 from cql_sac.agents import cql_sac_agent
 
 OBS_DIM = 3
@@ -32,6 +33,15 @@ def make_networks(time_step_spec, action_spec, hidden=(8, 8)):
       kernel_initializer='glorot_uniform',
       last_kernel_initializer='glorot_uniform')
   return actor, critic
+
+
+def make_critic(kind, time_step_spec, action_spec, hidden=(8, 8)):
+  """A critic of `kind`: 'tf_agents' (CriticNetwork, rows with states repeated)
+  or 'multi_action' (cql_sac's MultiActionCriticNetwork, per-state action sets)."""
+  if kind == 'tf_agents':
+    return make_networks(time_step_spec, action_spec, hidden)[1]
+  return multi_action.MultiActionCriticNetwork(
+      (time_step_spec.observation, action_spec), hidden)
 
 
 def make_agent(agent_class=cql_sac_agent.CqlSacAgent, time_step_spec=None,

@@ -51,11 +51,18 @@ def _perturb_targets(agent, rng):
       v.assign_add(0.1 * rng.normal(size=v.shape).astype(np.float32))
 
 
+CRITICS = ('tf_agents', 'multi_action')
+
+
+@pytest.mark.parametrize('critic', CRITICS)
 @pytest.mark.parametrize('entropy_term,noise_is_variance', [
     (False, False), (True, False), (True, True)])
-def test_td_loss_matches_numpy(entropy_term, noise_is_variance):
+def test_td_loss_matches_numpy(entropy_term, noise_is_variance, critic):
   rng = np.random.default_rng(1)
-  agent = _agent(rng, include_critic_entropy_term=entropy_term,
+  time_step_spec, action_spec = fx.make_specs()
+  agent = _agent(rng, time_step_spec, action_spec,
+                 critic_network=fx.make_critic(critic, time_step_spec, action_spec),
+                 include_critic_entropy_term=entropy_term,
                  reward_noise_variance=0.25,
                  reward_noise_is_variance=noise_is_variance)
   _perturb_targets(agent, rng)
@@ -74,10 +81,13 @@ def test_td_loss_matches_numpy(entropy_term, noise_is_variance):
   np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize('critic', CRITICS)
 @pytest.mark.parametrize('temperature', [1.0, 50.0])
-def test_cql_loss_matches_numpy(temperature):
+def test_cql_loss_matches_numpy(temperature, critic):
   rng = np.random.default_rng(2)
-  agent = _agent(rng, softmax_temperature=temperature)
+  time_step_spec, action_spec = fx.make_specs()
+  agent = _agent(rng, time_step_spec, action_spec, softmax_temperature=temperature,
+                 critic_network=fx.make_critic(critic, time_step_spec, action_spec))
   batch = fx.random_batch(rng, B)
   time_steps, actions, _ = fx.transition_parts(agent, batch)
   got = agent.cql_loss(time_steps, actions)

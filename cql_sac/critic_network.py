@@ -1,0 +1,138 @@
+"""A Q(s, a) critic that evaluates many actions per state cheaply.
+
+CQL's critic step evaluates each critic on 2N+1 actions per state (the dataset
+action and N policy and N uniform samples; Kumar et al. 2020, eq. 4 and
+App. F). A critic on concat(observation, action), like TF-Agents'
+`ddpg.critic_network.CriticNetwork`, recomputes the observation's share of its
+first layer for every one of them. Since concat(o, a)·W = o·W_o + a·W_a, this
+network computes o·W_o + b once per state and adds it to a·W_a for each of the
+M actions: the same function, with the first layer's observation matmul and
+its weight gradient on B rows instead of B·M. Its output layer (width 1) is a
+row-wise dot product, whose gradient is an elementwise product and a sum
+rather than two degenerate matrix products.
+
+Architecture, initialization and variables match `CriticNetwork` with
+`joint_fc_layer_params` and glorot-uniform kernels: ReLU layers on
+concat(observation, action) and a linear output; the first kernel is one
+[O + A, H] variable, sliced at use, and the variables come in `CriticNetwork`'s order (kernel
+and bias per layer, then the output layer's), so weights copy between the two with `zip`.
+"""
+
+from typing import Sequence
+
+import gin
+import tensorflow as tf
+from tf_agents.networks import network
+
+_COMPUTE_DTYPES = {'float32': tf.float32, 'bfloat16': tf.bfloat16}
+
+
+@gin.configurable
+class MultiActionCriticNetwork(network.Network):
+  """Q(s, a) = MLP(concat(s, a)), computed per state for sets of actions.
+
+  Call it as a TF-Agents critic, `net((observation, action), step_type)` with
+  observation [B, O] and action [B, A] → (Q [B], ()), or with M actions per
+  state through `q_for_action_sets(observation [B, O], actions [B, M, A])`
+  → Q [B, M].
+
+  Args:
+    input_tensor_spec: (observation_spec, action_spec), float32 `TensorSpec`s
+      of rank 1 ([O] and [A]).
+    joint_fc_layer_params: Widths of the hidden ReLU layers (at least one).
+    compute_dtype: 'float32', or 'bfloat16' to run the matmuls in bfloat16
+      (variables stay float32; Q is returned as float32).
+    name: Variable scope name.
+
+  Raises:
+    ValueError: If the specs are not two rank-1 float specs, if there are no
+      hidden layers, or if `compute_dtype` is unknown.
+  """
+
+  def __init__(self, input_tensor_spec, joint_fc_layer_params: Sequence[int] = (256, 256),
+               compute_dtype: str = 'float32', name: str = 'CriticNetwork'):
+    super().__init__(input_tensor_spec=input_tensor_spec, state_spec=(), name=name)
+    observation_spec, action_spec = _split_specs(input_tensor_spec)
+    if not joint_fc_layer_params:
+      raise ValueError('joint_fc_layer_params must name at least one hidden layer, got '
+                       f'{joint_fc_layer_params!r}.')
+    if compute_dtype not in _COMPUTE_DTYPES:
+      raise ValueError(f'compute_dtype must be one of {tuple(_COMPUTE_DTYPES)}, got '
+                       f'{compute_dtype!r}.')
+    self._observation_dim = observation_spec.shape[0]
+    self._matmul_dtype = _COMPUTE_DTYPES[compute_dtype]
+    widths = [self._observation_dim + action_spec.shape[0]] + list(joint_fc_layer_params)
+    self._kernels, self._biases = [], []
+    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+      self._kernels.append(self._weight(f'dense{i}/kernel', [fan_in, fan_out]))
+      self._biases.append(self._weight(f'dense{i}/bias', [fan_out], zeros=True))
+    self._value_kernel = self._weight('value/kernel', [widths[-1], 1])
+    self._value_bias = self._weight('value/bias', [1], zeros=True)
+
+  def _weight(self, name, shape, zeros=False):
+    initializer = 'zeros' if zeros else tf.keras.initializers.GlorotUniform()
+    return self.add_weight(name=name, shape=shape, dtype=tf.float32,
+                           initializer=initializer, trainable=True)
+
+  @property
+  def matmul_dtype(self) -> tf.DType:
+    """The dtype the matmuls run in (tf.float32 or tf.bfloat16)."""
+    return self._matmul_dtype
+
+  def q_for_action_sets(self, observation: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    """Q for M actions per state.
+
+    Args:
+      observation: float32 [B, O].
+      actions: float32 [B, M, A].
+
+    Returns:
+      float32 Q-values [B, M].
+    """
+    cast = lambda x: tf.cast(x, self._matmul_dtype)
+    first_kernel = cast(self._kernels[0])
+    batch_size, num_actions = tf.shape(actions)[0], tf.shape(actions)[1]
+    per_state = tf.nn.bias_add(cast(observation) @ first_kernel[:self._observation_dim],
+                               cast(self._biases[0]))  # [B, H]
+    flat_actions = tf.reshape(cast(actions), [batch_size * num_actions, -1])
+    per_action = flat_actions @ first_kernel[self._observation_dim:]  # [B·M, H]
+    width = tf.shape(per_action)[-1]
+    hidden = tf.nn.relu(tf.reshape(per_action, [batch_size, num_actions, width])
+                        + per_state[:, None, :])
+    hidden = tf.reshape(hidden, [batch_size * num_actions, width])
+    for kernel, bias in zip(self._kernels[1:], self._biases[1:]):
+      hidden = tf.nn.relu(tf.nn.bias_add(hidden @ cast(kernel), cast(bias)))
+    q = tf.linalg.matvec(hidden, cast(self._value_kernel[:, 0])) + cast(self._value_bias)
+    return tf.reshape(tf.cast(q, tf.float32), [batch_size, num_actions])
+
+  def call(self, inputs, step_type=(), network_state=(), training=False):
+    """Q(s, a) for one action per state.
+
+    Args:
+      inputs: (observation float32 [B, O], action float32 [B, A]).
+      step_type: Unused.
+      network_state: Unused (feed-forward); returned as is.
+      training: Unused (no dropout or batch norm).
+
+    Returns:
+      (float32 Q [B], network_state).
+    """
+    del step_type, training
+    observation, action = inputs
+    return self.q_for_action_sets(observation, action[:, None, :])[:, 0], network_state
+
+
+def _split_specs(input_tensor_spec):
+  """(observation_spec, action_spec), checked to be rank-1 float specs."""
+  try:
+    observation_spec, action_spec = input_tensor_spec
+  except (TypeError, ValueError):
+    raise ValueError('input_tensor_spec must be an (observation_spec, action_spec) pair, '
+                     f'got {input_tensor_spec!r}.') from None
+  for what, spec in (('observation', observation_spec), ('action', action_spec)):
+    if not isinstance(spec, tf.TensorSpec) or spec.shape.rank != 1 or not spec.dtype.is_floating:
+      raise ValueError(
+          f'MultiActionCriticNetwork needs a rank-1 float {what} spec, got {spec!r}. '
+          'Flatten dict or image observations first, or use '
+          'tf_agents.agents.ddpg.critic_network.CriticNetwork.')
+  return observation_spec, action_spec

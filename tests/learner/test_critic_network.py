@@ -1,0 +1,90 @@
+"""MultiActionCriticNetwork: TF-Agents' concat critic, computed per state."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from tf_agents.agents.ddpg import critic_network
+from tf_agents.specs import tensor_spec
+
+from cql_sac.critic_network import MultiActionCriticNetwork
+from tests.agents import agent_fixtures as fx
+
+O, A, B, M = 5, 3, 4, 7
+SPECS = (tensor_spec.TensorSpec([O], tf.float32), tensor_spec.TensorSpec([A], tf.float32))
+
+
+def _numpy_q(network, observation, actions):
+  """ReLU MLP on concat(observation, action) from the weights alone, float64."""
+  x = np.concatenate([np.broadcast_to(observation[:, None], actions.shape[:2] + (O,)),
+                      actions], axis=-1)
+  *hidden, (value_kernel, value_bias) = fx.layers(network)
+  for kernel, bias in hidden:
+    x = np.maximum(x @ kernel + bias, 0.0)
+  return (x @ value_kernel + value_bias)[..., 0]
+
+
+def _inputs(seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(B, O)), rng.uniform(-1, 1, size=(B, M, A))
+
+
+def test_action_sets_match_numpy_mlp_on_concatenated_inputs():
+  network = MultiActionCriticNetwork(SPECS, (16, 8))
+  network.create_variables()
+  for v in network.trainable_variables:  # Non-zero biases, so their use is checked too.
+    v.assign(v + 0.1)
+  observation, actions = _inputs()
+  q = network.q_for_action_sets(tf.constant(observation, tf.float32),
+                                tf.constant(actions, tf.float32))
+  assert q.shape == (B, M) and q.dtype == tf.float32
+  np.testing.assert_allclose(q.numpy(), _numpy_q(network, observation, actions),
+                             rtol=1e-5, atol=1e-5)
+  single, state = network((tf.constant(observation, tf.float32),
+                           tf.constant(actions[:, 0], tf.float32)))
+  np.testing.assert_allclose(single.numpy(), q.numpy()[:, 0], rtol=1e-6)
+  assert state == ()
+
+
+def test_same_variables_and_outputs_as_tf_agents_critic_network():
+  ours = MultiActionCriticNetwork(SPECS, (16, 8))
+  theirs = critic_network.CriticNetwork(SPECS, joint_fc_layer_params=(16, 8))
+  ours.create_variables()
+  theirs.create_variables()
+  assert ([v.shape for v in ours.trainable_variables]
+          == [v.shape for v in theirs.trainable_variables])
+  for source, target in zip(theirs.trainable_variables, ours.trainable_variables):
+    target.assign(source + 0.05)
+    source.assign(source + 0.05)
+  observation, actions = (tf.constant(x[:, 0] if x.ndim == 3 else x, tf.float32)
+                          for x in _inputs(1))
+  np.testing.assert_allclose(ours((observation, actions))[0].numpy(),
+                             theirs((observation, actions))[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_runs_matmuls_in_bfloat16_and_returns_float32():
+  network = MultiActionCriticNetwork(SPECS, (16, 8), compute_dtype='bfloat16')
+  network.create_variables()
+  assert {v.dtype for v in network.variables} == {tf.float32}
+  graph = tf.function(network.q_for_action_sets).get_concrete_function(
+      tf.TensorSpec([None, O]), tf.TensorSpec([None, None, A])).graph
+  matmuls = [op for op in graph.get_operations() if op.type in ('MatMul', 'BatchMatMulV2')]
+  assert matmuls and {op.get_attr('T') for op in matmuls} == {tf.bfloat16}
+  observation, actions = _inputs(2)
+  q = network.q_for_action_sets(tf.constant(observation, tf.float32),
+                                tf.constant(actions, tf.float32))
+  assert q.dtype == tf.float32
+  np.testing.assert_allclose(q.numpy(), _numpy_q(network, observation, actions),
+                             rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize('specs,layers,dtype,message', [
+    ({'a': SPECS[0]}, (8,), 'float32', 'must be an .observation_spec, action_spec. pair'),
+    ((tensor_spec.TensorSpec([2, 2], tf.float32), SPECS[1]), (8,), 'float32',
+     'rank-1 float observation spec.*Flatten'),
+    ((SPECS[0], tensor_spec.TensorSpec([A], tf.int32)), (8,), 'float32',
+     'rank-1 float action spec'),
+    (SPECS, (), 'float32', 'at least one hidden layer'),
+    (SPECS, (8,), 'float16', "compute_dtype must be one of .* 'float16'"),
+])
+def test_bad_arguments_raise(specs, layers, dtype, message):
+  with pytest.raises(ValueError, match=message):
+    MultiActionCriticNetwork(specs, layers, compute_dtype=dtype)
