@@ -103,9 +103,22 @@ class MultiActionCriticNetwork(network.Network):
                         + per_state[:, None, :])
     hidden = cast(tf.reshape(hidden, [batch_size * num_actions, width]))
     for kernel, bias in zip(self._kernels[1:], self._biases[1:]):
-      hidden = tf.nn.relu(tf.nn.bias_add(hidden @ cast(kernel), cast(bias)))
+      hidden = self._dense_relu(hidden, cast(kernel), cast(bias), batch_size, num_actions)
     q = tf.linalg.matvec(hidden, cast(self._value_kernel[:, 0])) + cast(self._value_bias)
     return tf.reshape(tf.cast(q, tf.float32), [batch_size, num_actions])
+
+  def _dense_relu(self, hidden, kernel, bias, batch_size, num_actions):
+    """relu(hidden [B·M, H_in] · kernel + bias) → [B·M, H_out], in the matmul dtype.
+
+    In bfloat16 the bias and ReLU are applied to a [B, M, H_out] view of the product:
+    TensorFlow's graph rewriter then leaves the matmul alone instead of fusing it with
+    them into oneDNN's inner-product kernel, which on CPUs with AMX runs bfloat16 about
+    3x slower than the plain matmul kernel. In float32 the fused kernel is as fast.
+    """
+    if self._matmul_dtype == tf.float32:
+      return tf.nn.relu(tf.nn.bias_add(hidden @ kernel, bias))
+    product = tf.reshape(hidden @ kernel, [batch_size, num_actions, -1])
+    return tf.reshape(tf.nn.relu(product + bias), [batch_size * num_actions, -1])
 
   def call(self, inputs, step_type=(), network_state=(), training=False):
     """Q(s, a) for one action per state.
