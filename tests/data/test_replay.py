@@ -8,6 +8,7 @@ import pytest
 import reverb
 import tensorflow as tf
 from scipy import stats
+from tf_agents.specs import tensor_spec
 
 from cql_sac.data import loading
 from cql_sac.data import replay
@@ -134,3 +135,24 @@ def test_one_step_episodes(pad):
         assert traj.discount[first] == 1 and second == first + 1
   finally:
     in_process.close()
+
+
+def test_packed_signature_rejects_steps_it_cannot_pack_exactly():
+  spec = replay.transitions.data_spec(tf.TensorSpec([3], tf.float64),
+                                      tf.TensorSpec([2], tf.float32), tf.TensorSpec([], tf.float32))
+  with pytest.raises(ValueError, match='packs float32 rank-1 observations.*Fix: cast'):
+    replay.packed_signature(spec)
+
+
+def test_connecting_to_a_table_of_unpacked_trajectories_raises_with_the_fix():
+  spec = replay.transitions.data_spec(tf.TensorSpec([3], tf.float32),
+                                      tf.TensorSpec([2], tf.float32), tf.TensorSpec([], tf.float32))
+  table = reverb.Table(replay.TABLE_NAME, reverb.selectors.Uniform(), reverb.selectors.Fifo(),
+                       10, reverb.rate_limiters.MinSize(1),
+                       signature=tensor_spec.add_outer_dim(spec, 2))
+  server = reverb.Server([table])
+  try:
+    with pytest.raises(ValueError, match='does not hold packed dataset steps.*cql_sac_reverb_server'):
+      replay._connect(f'localhost:{server.port}', timeout_s=5)  # pylint: disable=protected-access
+  finally:
+    server.stop()
