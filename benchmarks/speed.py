@@ -17,7 +17,9 @@ plus a large float32 (and bfloat16) matmul, the device's reachable FLOP/s.
 The repeats go round-robin over all paths, so drifting background load
 affects every path alike (the ratios stay fair on a shared machine).
 Each path's FLOP/s is the algorithm's FLOPs per step (`step_flops`, about
-5.1 GFLOP with 256x256 critics) times its steps/s. Prints a table and JSON; not a test.
+5.1 GFLOP with 256x256 critics) times its steps/s. Each path's CPU time per step (all
+threads of this process) is reported too: on a shared virtual machine it moves less with
+other tenants' load than wall time does. Prints a table and JSON; not a test.
 
   python -m benchmarks.speed [--repeats=3] [--critic_sizes=256x256,256x256x256]
       [--fused_k=1,10,100,1000] [--output_json=benchmarks/results/speed.json]
@@ -28,7 +30,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -139,19 +141,26 @@ def _loop(call, steps_per_call):
 
 
 def _round_robin(runs: Dict[str, Callable[[], int]], repeats: int
-                 ) -> Dict[str, float]:
-  """Median rate of each run; repeats interleave the runs, so drifting
-  background load affects all of them alike."""
+                 ) -> Dict[str, Tuple[float, float]]:
+  """(median steps/s, median CPU ms per step) of each run; repeats interleave the runs, so
+  drifting background load affects all of them alike.
+
+  CPU time is this process's (all threads, `time.process_time`): on a virtual machine it
+  leaves out the time the host gave the cores to others, so it varies less than the rate.
+  """
   for name, run in runs.items():  # Warm-up: tracing, compilation, prefetch.
     run()
     print(f'  warmed up {name}', flush=True)
   rates = {name: [] for name in runs}
+  cpu_ms = {name: [] for name in runs}
   for _ in range(repeats):
     for name, run in runs.items():
-      start = time.perf_counter()
+      start, cpu_start = time.perf_counter(), time.process_time()
       steps = run()
       rates[name].append(steps / (time.perf_counter() - start))
-  return {name: statistics.median(r) for name, r in rates.items()}
+      cpu_ms[name].append((time.process_time() - cpu_start) * 1e3 / steps)
+  return {name: (statistics.median(rates[name]), statistics.median(cpu_ms[name]))
+          for name in runs}
 
 
 def _matmul_run(dtype) -> Callable[[], int]:
@@ -226,28 +235,30 @@ def main(_):
       for name, run in _critic_size_runs(critic_layers, replays, work_dir).items():
         runs[(critic_layers, name)] = run
     rates = _round_robin(runs, _REPEATS.value)
-  matmul = {dtype: rates.pop(f'matmul_{dtype}') * 2 * 4096**3 / 1e9
+  matmul = {dtype: rates.pop(f'matmul_{dtype}')[0] * 2 * 4096**3 / 1e9
             for dtype in ('float32', 'bfloat16')}
   print(f'matmul 4096^2: float32 {matmul["float32"]:.0f} GFLOP/s, '
         f'bfloat16 {matmul["bfloat16"]:.0f} GFLOP/s')
-  rows = [dict(path=name, critic=critic_layers, steps_per_s=rate,
+  rows = [dict(path=name, critic=critic_layers, steps_per_s=rate, cpu_ms_per_step=cpu_ms,
                gflops=rate * step_flops(critic_layers) / 1e9)
-          for (critic_layers, name), rate in rates.items()]
+          for (critic_layers, name), (rate, cpu_ms) in rates.items()]
   for replay in replays.values():
     replay.close()
 
   print(f'\n{"critic":<12} {"path":<22} {"steps/s":>9} {"x ref":>7} '
-        f'{"GFLOP/s":>8} {"of matmul":>9}')
+        f'{"GFLOP/s":>8} {"of matmul":>9} {"CPU ms/step":>12} {"ref CPU / CPU":>13}')
   for row in rows:
     ref = next(r for r in rows if r['critic'] == row['critic']
                and r['path'] == 'reference')
     row['ratio_to_reference'] = row['steps_per_s'] / ref['steps_per_s']
+    row['cpu_ratio_to_reference'] = ref['cpu_ms_per_step'] / row['cpu_ms_per_step']
     peak = matmul['bfloat16' if row['path'].endswith('bf16') else 'float32']
     row['fraction_of_matmul'] = row['gflops'] / peak
     size = 'x'.join(map(str, row['critic']))
     print(f'{size:<12} {row["path"]:<22} {row["steps_per_s"]:9.1f} '
           f'{row["ratio_to_reference"]:7.2f} {row["gflops"]:8.1f} '
-          f'{row["fraction_of_matmul"]:9.2f}')
+          f'{row["fraction_of_matmul"]:9.2f} {row["cpu_ms_per_step"]:12.1f} '
+          f'{row["cpu_ratio_to_reference"]:13.2f}')
   result = dict(device=os.uname().machine, cpu_count=os.cpu_count(),
                 gpus=[d.name for d in tf.config.list_logical_devices('GPU')],
                 batch_size=BATCH, num_cql_samples=N,
