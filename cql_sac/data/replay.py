@@ -99,9 +99,11 @@ class Replay:
           deterministic=False)
     else:
       batches = stream(0)
-    unpack = (lambda data: unpack_steps(data, self.data_spec)) if self._packed else (
-        lambda data: data)
-    return batches.map(lambda sample: (unpack(sample.data), sample.info)).prefetch(prefetch)
+    def to_trajectory(sample):
+      data = unpack_steps(sample.data, self.data_spec) if self._packed else sample.data
+      return data, sample.info
+
+    return batches.map(to_trajectory).prefetch(prefetch)
 
   def close(self) -> None:
     """Stops the in-process server (the other process's server keeps running)."""
@@ -186,6 +188,20 @@ def _packed_steps(traj: trajectory.Trajectory) -> np.ndarray:
       [np.asarray(traj.action, np.float32).reshape(len(traj.action), -1)]
       + [np.asarray(getattr(traj, field), np.float32)[:, None] for field in _PACKED_FIELDS[1:]],
       axis=1)
+
+
+def _data_spec_of_packed_signature(signature) -> Optional[trajectory.Trajectory]:
+  """The step spec whose `packed_signature` is `signature`, or None if there is none."""
+  try:
+    observation_shape = signature['observation'].shape[1:]
+    action_dim = signature['packed'].shape[-1] - _PACKED_SCALARS
+  except (TypeError, KeyError, IndexError, AttributeError):
+    return None
+  spec = transitions.data_spec(
+      tf.TensorSpec(observation_shape, tf.float32, name='observation'),
+      tf.TensorSpec([action_dim], tf.float32, name='action'),
+      tf.TensorSpec([], tf.float32, name='reward'))
+  return spec if packed_signature(spec) == signature else None
 
 
 def unpack_steps(data: dict, data_spec: trajectory.Trajectory) -> trajectory.Trajectory:
@@ -288,17 +304,12 @@ def _connect(server_address: str, timeout_s: int = _SERVER_TIMEOUT_S) -> Replay:
         f'No Reverb table {TABLE_NAME!r} at {server_address!r}: {error}. Fix: start '
         'cql_sac_reverb_server --port=<port> --dataset_name=... and pass localhost:<port> (or '
         'host:port) as the server address.') from error
-  signature = info.signature
-  if not isinstance(signature, dict) or set(signature) != {'observation', 'packed'}:
+  spec = _data_spec_of_packed_signature(info.signature)
+  if spec is None:
     raise ValueError(
         f'The Reverb table {TABLE_NAME!r} at {server_address!r} does not hold packed dataset '
-        f'steps (its signature is {signature}). Fix: serve the dataset with '
+        f'steps (its signature is {info.signature}). Fix: serve the dataset with '
         'cql_sac_reverb_server of this version of cql-sac.')
-  action_dim = signature['packed'].shape[-1] - _PACKED_SCALARS
-  spec = transitions.data_spec(
-      tf.TensorSpec(signature['observation'].shape[1:], tf.float32, name='observation'),
-      tf.TensorSpec([action_dim], tf.float32, name='action'),
-      tf.TensorSpec([], tf.float32, name='reward'))
   return Replay(spec, int(info.current_size), server_address=server_address, packed=True)
 
 
