@@ -200,7 +200,8 @@ def make_behavior_datasets(
                                                            replay_lib.SEQUENCE_LENGTH))
   server = reverb.Server([table], port=None)
   # The project's TrajectoryDataset reader: ~3.5x the batches/s of ReverbReplayBuffer's.
-  replay = replay_lib.Replay(agent.collect_data_spec, num_items=None, server=server)
+  replay = replay_lib.Replay(agent.collect_data_spec, num_items=None, server=server,
+                             packed=False)
   log = _TrajectoryLog()
   replay_observer = reverb_utils.ReverbAddTrajectoryObserver(
       server.localhost_client(), replay_lib.TABLE_NAME,

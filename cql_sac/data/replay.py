@@ -54,7 +54,7 @@ class Replay:
 
   def __init__(self, data_spec: trajectory.Trajectory, num_items: Optional[int],
                server: Optional[reverb.Server] = None, server_address: Optional[str] = None,
-               packed: bool = False):
+               *, packed: bool):
     """Connects to the table; use `build_replay` instead of calling this directly.
 
     Args:
@@ -62,8 +62,9 @@ class Replay:
       num_items: items in the table (None while it is being filled).
       server: in-process server holding the table (exclusive with `server_address`).
       server_address: 'host:port' of a server holding the table.
-      packed: whether the table has the packed signature (`packed_signature`) rather than
-        `data_spec` with an outer time dimension.
+      packed: whether the table has the packed signature (`packed_signature`, the dataset
+        tables `build_replay` fills) rather than `data_spec` with an outer time dimension
+        (the `Trajectory` items TF-Agents' `ReverbAddTrajectoryObserver` writes).
     """
     self.data_spec = data_spec
     self.num_items = num_items
