@@ -105,3 +105,23 @@ def test_two_replica_mirrored_update_equals_one_replica():
   assert result['max_variable_difference_beyond_rtol'] <= 1e-6, result
   for field, difference in result['max_loss_difference'].items():
     assert difference < 1e-5, (field, result)
+
+
+def test_one_replica_mirrored_learner_equals_default_strategy():
+  """`--use_gpu` on a machine with one GPU builds a one-replica MirroredStrategy, in which
+  the fused loop runs the agent step in cross-replica context: the same update as
+  without a strategy (here on the CPU device)."""
+  mirrored = tf.distribute.MirroredStrategy(['/cpu:0'])
+  default_agent = fx.make_agent(cql.CqlSacAgent)
+  with mirrored.scope():
+    mirrored_agent = fx.make_agent(cql.CqlSacAgent)
+  for source, target in zip(default_agent.variables, mirrored_agent.variables):
+    target.assign(source)
+  _, stacked = _stacked_batches(2)
+  expected = learner_lib.FusedLearner(default_agent, K).train(stacked)
+  losses = learner_lib.FusedLearner(mirrored_agent, K, strategy=mirrored).train(stacked)
+
+  np.testing.assert_allclose(losses.loss.numpy(), expected.loss.numpy(), rtol=1e-5, atol=1e-6)
+  assert mirrored_agent.train_step_counter.numpy() == K
+  for a, b in zip(default_agent.variables, mirrored_agent.variables):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
