@@ -252,8 +252,11 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server)
   This writes the items TF-Agents' `ReverbAddTrajectoryObserver(sequence_length=2)` writes (one
   item per pair of consecutive steps of an episode; a one-step episode followed by its padding
   step), with each step packed into two columns (`packed_signature`), and lets Reverb chunk up
-  to `_CHUNK_STEPS` steps together: the observer keeps only 3 steps
-  alive, so Reverb stores chunks of <= 3 steps, which costs about 4 KB per item (4 GB for 1M).
+  to `_CHUNK_STEPS` steps together. The observer keeps only 3 steps alive, so Reverb stored
+  its six-column items in chunks of <= 3 steps at about 4 KB per item (4 GB for 1M); with the
+  two packed columns the chunk length matters little (100,000 items, chunks of 2 vs 32 steps:
+  194 vs 225 MiB, 9.2 vs 10.4 s to fill, 5.4-6.1 vs 5.7-6.4 ms CPU per batch of 256, one run
+  each on the shared 2-core machine).
   """
   client = reverb.Client(f'localhost:{server.port}')
   observations = np.asarray(traj_steps.trajectory.observation, np.float32)

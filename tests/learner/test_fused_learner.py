@@ -4,6 +4,8 @@ Without XLA the agent's own stateless random draws are reproduced exactly. XLA
 generates different (equally distributed) numbers from the same stateless
 seeds, so the XLA case injects fixed samples through the agent's sampling seam.
 """
+import contextlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,9 +17,12 @@ from tests.agents import agent_fixtures as fx
 K, B = 6, 16
 
 
-def _twin_agents(agent_class, **kwargs):
-  """Two agents with identical variables (and their own step counters)."""
-  agents = [fx.make_agent(agent_class, **kwargs) for _ in range(2)]
+def _twin_agents(agent_class, second_strategy=None, **kwargs):
+  """Two agents with identical variables (and their own step counters); the second is
+  built under `second_strategy`'s scope when one is given."""
+  agents = [fx.make_agent(agent_class, **kwargs)]
+  with (second_strategy.scope() if second_strategy else contextlib.nullcontext()):
+    agents.append(fx.make_agent(agent_class, **kwargs))
   if agent_class is fx.InjectedSamplesAgent:
     rng = np.random.default_rng(1)
     injected = {purpose: rng.uniform(-0.9, 0.9, size=shape) for purpose, shape in (
@@ -112,11 +117,7 @@ def test_one_replica_mirrored_learner_equals_default_strategy():
   the fused loop runs the agent step in cross-replica context: the same update as
   without a strategy (here on the CPU device)."""
   mirrored = tf.distribute.MirroredStrategy(['/cpu:0'])
-  default_agent = fx.make_agent(cql.CqlSacAgent)
-  with mirrored.scope():
-    mirrored_agent = fx.make_agent(cql.CqlSacAgent)
-  for source, target in zip(default_agent.variables, mirrored_agent.variables):
-    target.assign(source)
+  default_agent, mirrored_agent = _twin_agents(cql.CqlSacAgent, second_strategy=mirrored)
   _, stacked = _stacked_batches(2)
   expected = learner_lib.FusedLearner(default_agent, K).train(stacked)
   losses = learner_lib.FusedLearner(mirrored_agent, K, strategy=mirrored).train(stacked)
