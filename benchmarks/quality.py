@@ -35,11 +35,11 @@ from absl import flags
 from absl import logging
 import gin
 import numpy as np
-import tensorflow as tf
 
 from cql_sac import cli
 from cql_sac import eval as cql_eval
 from cql_sac.data import d4rl
+from cql_sac.summaries import read_scalars
 from cql_sac.train_eval import parse_gin_config
 from cql_sac.train_eval import train_eval
 
@@ -97,13 +97,7 @@ def read_score_curve(eval_dir: str) -> List[List[float]]:
   Returns:
     [[train step, normalized score], ...] sorted by step (the last write wins for a step).
   """
-  points = {}
-  for path in tf.io.gfile.glob(os.path.join(eval_dir, 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == _SCORE_TAG:
-          points[int(event.step)] = float(tf.make_ndarray(value.tensor))
-  return [[step, points[step]] for step in sorted(points)]
+  return [[step, score] for step, score in read_scalars(eval_dir).get(_SCORE_TAG, [])]
 
 
 def summarize(curves: Curves, dataset_scores: Mapping[str, float]) -> List[Dict[str, float]]:
@@ -204,7 +198,7 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
                 seeds: Sequence[int], protocol: str, num_steps: int, eval_interval: int,
                 eval_episodes: int, root_dir: str, output_dir: str,
                 use_gpu: bool = False, extra_bindings: Sequence[str] = (),
-                tag: str = '') -> List[Dict[str, float]]:
+                tag: str = '', summary_interval: int = 0) -> List[Dict[str, float]]:
   """Trains every (dataset, algorithm, seed), then writes the JSON, table and figure.
 
   Args:
@@ -225,6 +219,9 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
       hyperparameter under study.
     tag: Appended to the output file names (and the figure title), so that runs with
       `extra_bindings` do not overwrite the plain ones.
+    summary_interval: Train steps between training summaries (with
+      `train_eval.debug_summaries = True`, the Q values and gaps a diagnosis reads); 0 means
+      `eval_interval`.
 
   Returns:
     The table rows (`summarize`).
@@ -244,7 +241,7 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
             dataset_name=os.path.join(data_dir, env_name), num_gradient_updates=num_steps,
             eval_interval=eval_interval, eval_episodes=eval_episodes,
             checkpoint_interval=num_steps, policy_save_interval=num_steps,
-            summary_interval=max(eval_interval, 1), seed=seed, use_gpu=use_gpu)
+            summary_interval=summary_interval or max(eval_interval, 1), seed=seed, use_gpu=use_gpu)
         dataset_scores[dataset] = d4rl.d4rl_normalized_score(
             env_name, result.dataset_mean_episode_return)
         curve = read_score_curve(os.path.join(run_dir, 'eval'))
@@ -287,6 +284,8 @@ def _define_flags() -> None:
   flags.DEFINE_multi_string('gin_bindings', [], 'Extra gin bindings for every run, e.g. '
                             '"train_eval.cql_alpha = 5.0"; give them a --tag.')
   flags.DEFINE_string('tag', '', 'Suffix of the output files and run directory.')
+  flags.DEFINE_integer('summary_interval', 0, 'Train steps between training summaries '
+                       '(0: the evaluation interval).')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -304,7 +303,8 @@ def main(argv: Sequence[str]) -> None:
       args.eval_episodes,
       os.path.join(args.root_dir, _with_tag(f'{args.protocol}_{num_steps}', args.tag)),
       args.output_dir,
-      use_gpu=args.gpu, extra_bindings=args.gin_bindings, tag=args.tag)
+      use_gpu=args.gpu, extra_bindings=args.gin_bindings, tag=args.tag,
+      summary_interval=args.summary_interval)
   print(markdown_table(rows))
 
 

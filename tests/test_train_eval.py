@@ -21,10 +21,9 @@ from cql_sac import train_eval
 from cql_sac.data.collect import write_dataset
 from cql_sac.data.loading import load_episodes
 from cql_sac.data.replay import build_replay
+from cql_sac.summaries import read_scalars
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'tools'))
-from plot_training_curve import read_scalars  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ENV_NAME = 'hopper-random-v2'
 # Tiny networks on top of the quickstart config, so that a run takes seconds.
