@@ -39,6 +39,7 @@ setuptools.setup(
     description='Conservative Q-Learning (CQL-SAC) for offline continuous control on '
     'TF-Agents, trained from D4RL datasets in RLDS/TFDS form.',
     packages=setuptools.find_packages(include=['cql_sac', 'cql_sac.*']),
+    package_data={'cql_sac.data': ['behavior/*.npz', 'behavior/README.md']},
     python_requires='>=3.11,<3.12',
     install_requires=_requirements('requirements.txt'),
     extras_require={'sim': _requirements('requirements-sim.txt')},

@@ -17,7 +17,9 @@ PyDriver, Learner and a Reverb replay table, in the gymnasium MuJoCo environment
      would record the data) and keeps the best weights; it stops once the mean return reaches
      `target_return` (default: one third of D4RL's expert return, 1078 for Hopper) or after
      `max_env_steps`;
-  3. saves the chosen policy with PolicySaver under `<output_dir>/policies/medium` and writes
+  3. saves the chosen policy with PolicySaver under `<output_dir>/policies/medium` (and its
+     actor's weights as `<output_dir>/policies/medium_actor.npz`, which
+     `cql_sac.data.numpy_actor` runs without TensorFlow) and writes
      `<env>-medium-v2` (its rollouts), `<env>-medium-replay-v2` (every transition collected up
      to the step it was chosen at) and `<env>-random-v2` under `<output_dir>`, each with its
      policy's return, training steps and seed in the metadata.
@@ -49,6 +51,7 @@ from cql_sac import envs
 from cql_sac import eval as cql_eval
 from cql_sac.data import collect
 from cql_sac.data import d4rl
+from cql_sac.data import numpy_actor
 from cql_sac.data import replay as replay_lib
 from cql_sac.data import writing
 from cql_sac.networks import make_networks
@@ -249,6 +252,7 @@ def make_behavior_datasets(
   networks.actor.set_weights(weights)
   policy_dir = os.path.join(output_dir, 'policies', 'medium')
   policy_saver.PolicySaver(agent.collect_policy, batch_size=None).save(policy_dir)
+  numpy_actor.export_actor_weights(policy_dir, policy_dir + '_actor.npz')
   made_by = {'created_by': 'cql_sac_make_behavior', 'behavior_algorithm': 'tf_agents SacAgent',
              'behavior_hidden_layers': list(hidden_layers), 'behavior_seed': seed,
              'behavior_policy_return': float(policy_return),

@@ -5,6 +5,7 @@
   cql_sac_make_dataset --env_name=hopper-medium-v2 --policy=/runs/1/policies/greedy_policy ...
   cql_sac_make_dataset --env_name=hopper-medium-v2 --from_hdf5=hopper_medium-v2.hdf5 \
       --output_dir=/tmp/hopper_medium
+  cql_sac_make_dataset --quickstart --output_dir=/tmp/quickstart  # The README's quickstart data.
 
 Train on the result with `--dataset_name=<output_dir>`.
 """
@@ -15,17 +16,31 @@ from absl import flags
 from cql_sac.data import collect
 from cql_sac.data import hdf5
 
-_ENV_NAME = flags.DEFINE_string('env_name', None, 'D4RL name, e.g. hopper-medium-v2.',
-                                required=True)
+_ENV_NAME = flags.DEFINE_string('env_name', None, 'D4RL name, e.g. hopper-medium-v2 '
+                                '(required unless --quickstart).')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'New directory for the dataset.',
                                   required=True)
 _POLICY = flags.DEFINE_string(
     'policy', collect.RANDOM_POLICY,
-    "'random' or the directory of a TF-Agents policy SavedModel to run in the environment.")
+    "'random', the directory of a TF-Agents policy SavedModel, or an actor weights file *.npz "
+    '(cql_sac.data.numpy_actor; the shipped Hopper one is '
+    'cql_sac/data/behavior/hopper_medium_actor.npz) to run in the environment.')
+_ACTION_NOISE = flags.DEFINE_float(
+    'action_noise', 0.0, 'For a .npz policy: std of Gaussian noise added to its greedy action.')
+_RANDOM_ACTION_PROBABILITY = flags.DEFINE_float(
+    'random_action_probability', 0.0, 'For a .npz policy: probability of a uniform-random '
+    'action at each step.')
+_RANDOM_EPISODE_PROBABILITY = flags.DEFINE_float(
+    'random_episode_probability', 0.0, 'For a .npz policy: probability that a whole episode '
+    'is uniform-random.')
 _NUM_STEPS = flags.DEFINE_integer('num_steps', 1000, 'Environment steps to record.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the environment and the random policy.')
 _MAX_EPISODE_STEPS = flags.DEFINE_integer(
     'max_episode_steps', None, "Time limit override; default D4RL's (1000, AntMaze umaze 700).")
+_QUICKSTART = flags.DEFINE_bool(
+    'quickstart', False, 'Record the quickstart dataset (cql_sac.data.collect.QUICKSTART_DATASET: '
+    'the shipped Hopper behaviour actor with noise, mixed with random episodes); sets '
+    '--env_name, --policy, --num_steps and the noise flags, which must not be given.')
 _FROM_HDF5 = flags.DEFINE_string(
     'from_hdf5', None, 'Convert this D4RL .hdf5 file instead of running a policy.')
 
@@ -33,12 +48,26 @@ _FROM_HDF5 = flags.DEFINE_string(
 def main(argv=None) -> None:
   """Entry point of the console script `cql_sac_make_dataset`."""
   def run(unused_argv):
-    if _FROM_HDF5.value:
+    if _QUICKSTART.value:
+      given = [name for name in ('env_name', 'policy', 'num_steps', 'action_noise',
+                                 'random_action_probability', 'random_episode_probability',
+                                 'from_hdf5') if flags.FLAGS[name].present]
+      if given:
+        raise app.UsageError(f'--quickstart sets --{", --".join(given)}; drop them, or drop '
+                             '--quickstart to record your own dataset.')
+      path = collect.write_dataset(output_dir=_OUTPUT_DIR.value, seed=_SEED.value,
+                                   **collect.QUICKSTART_DATASET)
+    elif not _ENV_NAME.value:
+      raise app.UsageError('--env_name is required (or --quickstart).')
+    elif _FROM_HDF5.value:
       path = hdf5.convert_hdf5(_FROM_HDF5.value, _ENV_NAME.value, _OUTPUT_DIR.value)
     else:
       path = collect.write_dataset(_ENV_NAME.value, _POLICY.value, _NUM_STEPS.value,
                                    _OUTPUT_DIR.value, seed=_SEED.value,
-                                   max_episode_steps=_MAX_EPISODE_STEPS.value)
+                                   max_episode_steps=_MAX_EPISODE_STEPS.value,
+                                   action_noise=_ACTION_NOISE.value,
+                                   random_action_probability=_RANDOM_ACTION_PROBABILITY.value,
+                                   random_episode_probability=_RANDOM_EPISODE_PROBABILITY.value)
     print(f'Wrote RLDS dataset to {path}')
   app.run(run, argv=argv)
 

@@ -32,6 +32,11 @@ TABLE_NAME = 'uniform_table'
 SEQUENCE_LENGTH = 2
 _SERVER_TIMEOUT_S = 60
 _CHUNK_STEPS = 32
+# Items written between flushes (each leaves at most twice as many unconfirmed): keeps the
+# writer under the pending-item count at which Reverb logs "The number of pending items is
+# alarmingly high" (seen from ~50 pending items) over and over while a table is filled; costs
+# ~20% more fill time (20,000 items: 4.3-4.8 s vs 3.5 s, loaded 2 cores).
+_FLUSH_ITEMS = 16
 # The fields of a step after its observation, in the order of the packed column: the action
 # ([A] values), then one value each. step_type values (0, 1, 2) are exact in float32.
 _PACKED_FIELDS = ('action', 'reward', 'discount', 'step_type', 'next_step_type')
@@ -263,7 +268,7 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server)
   packed = _packed_steps(traj_steps.trajectory)
   step = lambda i: {'observation': observations[i], 'packed': packed[i]}
   with client.trajectory_writer(num_keep_alive_refs=_CHUNK_STEPS) as writer:
-    previous = None
+    previous, num_items = None, 0
     for first, second in traj_steps.items:
       if previous is None or first != previous:
         if previous is not None:
@@ -273,6 +278,9 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server)
       history = tf.nest.map_structure(lambda column: column[-2:], writer.history)
       writer.create_item(TABLE_NAME, priority=1.0, trajectory=history)
       previous = second
+      num_items += 1
+      if num_items % _FLUSH_ITEMS == 0:
+        writer.flush(block_until_num_items=2 * _FLUSH_ITEMS)
     writer.end_episode()
 
 
