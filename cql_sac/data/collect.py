@@ -84,7 +84,7 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
   """
   if num_steps < 1:
     raise ValueError(f'num_steps must be at least 1, got {num_steps}.')
-  noise = {'noise_stddev': action_noise, 'random_action_probability': random_action_probability,
+  noise = {'action_noise': action_noise, 'random_action_probability': random_action_probability,
            'random_episode_probability': random_episode_probability}
   noisy = any(noise.values())
   if noisy and not (isinstance(policy, str) and policy.endswith('.npz')):
@@ -101,9 +101,7 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
       'seed': seed, 'num_steps': num_steps, **(extra_metadata or {}),
   }
   if noisy:
-    metadata.update(action_noise=action_noise,
-                    random_action_probability=random_action_probability,
-                    random_episode_probability=random_episode_probability)
+    metadata.update(noise)
   writer = writing.RldsWriter(output_dir, info.observation_dim, info.action_dim, metadata)
   time_step = env.reset()
   writer.begin_episode(time_step.observation)

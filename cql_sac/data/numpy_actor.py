@@ -7,7 +7,7 @@ writes that actor's weights to a `.npz` file (`export_actor_weights`) and runs t
 action, tanh(loc) scaled to the action bounds (the mode TF-Agents' `GreedyPolicy` takes of
 the squashed Normal), in NumPy, with the "imperfect demonstrations" noise of Fujimoto et al.
 2019 (BCQ, section 6): with probability `random_action_probability` a uniform-random action,
-otherwise the greedy action plus N(0, noise_stddev^2) noise, clipped to the bounds; and, as
+otherwise the greedy action plus N(0, action_noise^2) noise, clipped to the bounds; and, as
 D4RL's medium-replay mixes its SAC episodes with uniform-random ones, whole episodes of
 uniform-random actions with probability `random_episode_probability` (`NoisyActorPolicy`, a
 TF-Agents `PyPolicy` that `cql_sac.data.collect.write_dataset` runs).
@@ -106,13 +106,13 @@ class NoisyActorPolicy(py_policy.PyPolicy):
   Per episode (drawn in `get_initial_state`, which the caller invokes at each reset): with
   probability `random_episode_probability` every action of the episode is uniform over the
   bounds. Per step of the other episodes: with probability `random_action_probability` a
-  uniform action, otherwise clip(greedy(o) + N(0, noise_stddev^2 I), bounds) (BCQ's imperfect
+  uniform action, otherwise clip(greedy(o) + N(0, action_noise^2 I), bounds) (BCQ's imperfect
   demonstrations, Fujimoto et al. 2019, section 6, use 0.3 for both). The policy state is a
   bool scalar, True in a random episode. Actions float32 [A].
   """
 
   def __init__(self, time_step_spec: ts.TimeStep, action_spec: array_spec.BoundedArraySpec,
-               weights_path: str, noise_stddev: float = 0.0,
+               weights_path: str, action_noise: float = 0.0,
                random_action_probability: float = 0.0, random_episode_probability: float = 0.0,
                seed: Optional[int] = None):
     """Loads the actor.
@@ -121,7 +121,7 @@ class NoisyActorPolicy(py_policy.PyPolicy):
       time_step_spec: The environment's TimeStep spec (observation float32 [O]).
       action_spec: The environment's bounded float32 action spec [A].
       weights_path: A `.npz` of `export_actor_weights`.
-      noise_stddev: Standard deviation of the Gaussian action noise, in action units, >= 0.
+      action_noise: Standard deviation of the Gaussian action noise, in action units, >= 0.
       random_action_probability: Probability of a uniform-random action, in [0, 1].
       random_episode_probability: Probability of a whole uniform-random episode, in [0, 1].
       seed: Seeds the noise; None for a random seed.
@@ -130,9 +130,9 @@ class NoisyActorPolicy(py_policy.PyPolicy):
       ValueError: For noise out of range, or weights whose sizes do not fit the specs.
     """
     probabilities = (random_action_probability, random_episode_probability)
-    if noise_stddev < 0 or not all(0 <= p <= 1 for p in probabilities):
-      raise ValueError(f'noise_stddev must be >= 0 and random_action_probability and '
-                       f'random_episode_probability in [0, 1], got {noise_stddev} and '
+    if action_noise < 0 or not all(0 <= p <= 1 for p in probabilities):
+      raise ValueError(f'action_noise must be >= 0 and random_action_probability and '
+                       f'random_episode_probability in [0, 1], got {action_noise} and '
                        f'{probabilities}.')
     super().__init__(time_step_spec, action_spec,
                      policy_state_spec=array_spec.ArraySpec((), np.bool_))
@@ -146,7 +146,7 @@ class NoisyActorPolicy(py_policy.PyPolicy):
           f'{self._weights["kernel_0"].shape[0]} and {self._weights["action_minimum"].size} '
           f'actions; the environment has {observation_dim} and {action_dim}. Use the actor '
           'of this environment.')
-    self._noise_stddev = noise_stddev
+    self._action_noise = action_noise
     self._random_action_probability = random_action_probability
     self._random_episode_probability = random_episode_probability
     self._rng = np.random.default_rng(seed)
@@ -162,6 +162,6 @@ class NoisyActorPolicy(py_policy.PyPolicy):
       action = self._rng.uniform(low, high)
     else:
       action = greedy_actions(self._weights, time_step.observation[None])[0]
-      action = np.clip(action + self._noise_stddev * self._rng.standard_normal(action.shape),
+      action = np.clip(action + self._action_noise * self._rng.standard_normal(action.shape),
                        low, high)
     return policy_step.PolicyStep(action.astype(np.float32), policy_state, ())

@@ -72,7 +72,7 @@ def test_noise_and_random_actions_and_episodes(hopper):
     return np.stack([policy.action(time_step, state).action for _ in range(n)])
 
   noisy = numpy_actor.NoisyActorPolicy(hopper.time_step_spec(), hopper.action_spec(),
-                                       numpy_actor.HOPPER_MEDIUM_ACTOR, noise_stddev=0.05,
+                                       numpy_actor.HOPPER_MEDIUM_ACTOR, action_noise=0.05,
                                        seed=1)
   deviations = actions(noisy, noisy.get_initial_state()) - greedy
   inside = np.abs(greedy) < 0.8  # Dimensions the clipping cannot touch at 0.05 noise.
