@@ -12,6 +12,12 @@ since those are seeded by the step counter), so K fused steps equal K separate
 Without XLA the agent writes its summaries inside the loop, gated per step by
 the caller's `tf.summary.record_if`. XLA cannot compile summary ops, so with
 `jit_compile` none are written inside; `write_summaries` writes the last step's.
+Sampling inside the loop (`train_on_replay`): the whole dataset is an
+argument of the compiled call (`InMemoryReplay.tensors`), and each of the K
+steps draws its own batch with `sample_uniform`, seeded by the agent's
+`replay_seed()` (random seed and train step), so no batch crosses from the
+host per step and step t trains on the same batch whatever K is.
+
 `CqlLearner` puts the fused loop inside TF-Agents' `Learner` (checkpoints,
 triggers, summary writer), as the training binary uses it.
 """
@@ -24,6 +30,7 @@ from tf_agents.agents import tf_agent
 from tf_agents.train import learner as tf_agents_learner
 
 from cql_sac.agents import cql_sac_agent
+from cql_sac.data import replay as replay_lib
 
 
 @gin.configurable
@@ -61,11 +68,27 @@ class FusedLearner(tf.Module):
       raise ValueError(
           'jit_compile=True is supported with a single replica only; use '
           'jit_compile=False with a multi-replica strategy.')
-    self._train_steps = tf.function(self._train_steps_fn, autograph=False,
-                                    jit_compile=jit_compile)
+    self.stacked_train_steps = tf.function(self._stacked_train_steps_fn, autograph=False,
+                                           jit_compile=jit_compile)
+    self.sampled_train_steps = tf.function(self._sampled_train_steps_fn, autograph=False,
+                                           jit_compile=jit_compile)
 
-  def _train_steps_fn(self, experience, num_steps):
-    """`num_steps` agent updates on `experience` [K, B, 2, ...]; LossInfo [num_steps].
+  def _stacked_train_steps_fn(self, experience, num_steps):
+    """`num_steps` agent updates on `experience` [K, B, 2, ...]; LossInfo [num_steps]."""
+    return self._train_loop(
+        lambda i, replica_experience: tf.nest.map_structure(
+            lambda x: tf.gather(x, i), replica_experience),
+        experience, num_steps)
+
+  def _sampled_train_steps_fn(self, tensors, batch_size, num_steps):
+    """`num_steps` agent updates, each on a batch sampled from `tensors`; LossInfo."""
+    return self._train_loop(
+        lambda i, tensors: replay_lib.sample_uniform(tensors, batch_size,
+                                                     self._agent.replay_seed()),
+        tensors, num_steps)
+
+  def _train_loop(self, batch_fn, experience, num_steps):
+    """`num_steps` agent updates on `batch_fn(i, experience)`; LossInfo [num_steps].
 
     With several replicas the loop runs in cross-replica context and each
     iteration is one `strategy.run` of a single agent step (a while loop may
@@ -76,8 +99,7 @@ class FusedLearner(tf.Module):
         self._loss_structure())
 
     def step(i, replica_experience):
-      batch = tf.nest.map_structure(lambda x: tf.gather(x, i),
-                                    replica_experience)
+      batch = batch_fn(i, replica_experience)
       with tf.name_scope(''):  # Keep summary names free of 'while/'.
         info = self._agent._train(batch, weights=None)  # pylint: disable=protected-access
       return tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), info)
@@ -124,11 +146,42 @@ class FusedLearner(tf.Module):
     if num_steps is None:
       num_steps = tf.shape(tf.nest.flatten(
           self._strategy.experimental_local_results(experience))[0])[0]
+    return self._call(self.stacked_train_steps, experience, num_steps=num_steps)
+
+  def train_on_replay(self, replay: replay_lib.InMemoryReplay, batch_size: int,
+                      num_steps: int) -> tf_agent.LossInfo:
+    """Runs `num_steps` train steps, sampling each batch inside the compiled loop.
+
+    Step t's batch is `sample_uniform(replay.tensors, batch_size, agent.replay_seed())` at
+    train step t: uniform over the dataset's items with replacement, as the Reverb table
+    samples, and the same batches whatever K and across a resume (on one backend).
+
+    Args:
+      replay: The `InMemoryReplay` holding the dataset.
+      batch_size: B, items per step.
+      num_steps: Steps to run (>= 1), e.g. `steps_per_call`.
+
+    Returns:
+      `LossInfo` whose fields are float32 [num_steps], as `train`.
+
+    Raises:
+      ValueError: With a multi-replica strategy (each replica would need its own share of
+        the sampled batch; use the Reverb replay there).
+    """
+    if self._strategy.num_replicas_in_sync > 1:
+      raise ValueError(
+          'Sampling inside the loop runs on a single replica; with several replicas use the '
+          'Reverb replay (train_eval.sample_in_loop = False).')
+    return self._call(self.sampled_train_steps, replay.tensors, batch_size,
+                      num_steps=num_steps)
+
+  def _call(self, train_steps, *args, num_steps):
+    """Calls one of the compiled loops; no summaries inside an XLA one."""
     num_steps = tf.cast(num_steps, tf.int32)
     if self.jit_compile:
       with tf.summary.record_if(False):
-        return self._train_steps(experience, num_steps)
-    return self._train_steps(experience, num_steps)
+        return train_steps(*args, num_steps)
+    return train_steps(*args, num_steps)
 
   def run(self, iterator) -> tf_agent.LossInfo:
     """Takes one [K, B, 2, ...] element from `iterator` and trains on it.
@@ -217,33 +270,49 @@ class CqlLearner(tf_agents_learner.Learner):
     train_step: The agent's `train_step_counter` (int64 variable).
     agent: A `CqlSacAgent` built under `strategy`'s scope.
     experience_dataset_fn: Returns a dataset of (Trajectory [B, 2], info)
-      batches, e.g. `Replay.as_dataset`.
+      batches, e.g. `Replay.as_dataset`; None with `replay`.
     steps_per_call: K; `train_eval.learner_iterations_per_call`.
     jit_compile: Compile the K-step loop with XLA (single replica only).
     strategy: Distribution strategy; the default one if None.
+    replay: An `InMemoryReplay` to sample inside the compiled loop
+      (`FusedLearner.train_on_replay`) instead of `experience_dataset_fn`.
+    batch_size: B of the batches sampled from `replay`.
     **learner_kwargs: Passed to `tf_agents.train.learner.Learner` (triggers,
       checkpoint_interval, summary_interval, max_checkpoints_to_keep, ...).
+
+  Raises:
+    ValueError: Unless exactly one of `experience_dataset_fn` and `replay` is
+      given (`replay` with a `batch_size`).
   """
 
-  def __init__(self, root_dir, train_step, agent, experience_dataset_fn,
+  def __init__(self, root_dir, train_step, agent, experience_dataset_fn=None,
                steps_per_call: int = 1, jit_compile: bool = False,
                strategy: Optional[tf.distribute.Strategy] = None,
-               **learner_kwargs):
+               replay: Optional[replay_lib.InMemoryReplay] = None,
+               batch_size: Optional[int] = None, **learner_kwargs):
+    if (experience_dataset_fn is None) == (replay is None) or (
+        replay is not None and not batch_size):
+      raise ValueError('CqlLearner needs either experience_dataset_fn or replay with a '
+                       'batch_size, not both.')
     super().__init__(root_dir, train_step, agent, experience_dataset_fn=None,
                      strategy=strategy, **learner_kwargs)
     self._fused = FusedLearner(agent, steps_per_call, jit_compile,
                                self.strategy)
+    self._replay, self._batch_size = replay, batch_size
     # Learner.run hands this iterator to `_train`.
-    self._experience_iterator = iter(
+    self._experience_iterator = None if replay is not None else iter(
         stack_batches(experience_dataset_fn(), steps_per_call))
 
   def _train(self, iterations, iterator, parallel_iterations):
     """Overrides the Learner's per-step loop; returns the last step's losses."""
     del parallel_iterations  # One compiled loop runs all the steps.
-    experience = next(iterator)
-    if self.strategy.num_replicas_in_sync > 1:
-      experience = distribute_stacked(self.strategy, experience)
-    losses = self._fused.train(experience, num_steps=iterations)
+    if self._replay is not None:
+      losses = self._fused.train_on_replay(self._replay, self._batch_size, iterations)
+    else:
+      experience = next(iterator)
+      if self.strategy.num_replicas_in_sync > 1:
+        experience = distribute_stacked(self.strategy, experience)
+      losses = self._fused.train(experience, num_steps=iterations)
     if self._fused.jit_compile:
       with tf.summary.record_if(True):
         self._fused.write_summaries(losses)

@@ -35,7 +35,6 @@ from absl import app
 from absl import flags
 from absl import logging
 import gin
-import numpy as np
 import tensorflow as tf
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import py_tf_eager_policy
@@ -50,6 +49,7 @@ from cql_sac import cli
 from cql_sac import eval as cql_eval
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.data.loading import load_episodes
+from cql_sac.data.replay import build_in_memory_replay
 from cql_sac.data.replay import build_replay
 from cql_sac.data.steps import read_episode_steps
 from cql_sac.data.validation import validate_episodes
@@ -122,6 +122,7 @@ def train_eval(
     pad_end_of_episodes: bool = False,
     reverb_port: Optional[int] = None,
     replay_server_address: Optional[str] = None,
+    sample_in_loop: bool = False,
     # Others
     policy_save_interval: int = 10000,
     eval_interval: int = 10000,
@@ -179,6 +180,10 @@ def train_eval(
     reverb_port: Port of the in-process Reverb server; None picks a free one.
     replay_server_address: 'host:port' of an external Reverb server to fill and sample
       instead of an in-process one.
+    sample_in_loop: Hold the dataset in (device) memory instead of Reverb and draw each
+      step's batch inside the compiled K-step loop (`FusedLearner.train_on_replay`): the
+      same uniform distribution, no host round trip per step; the fast path on a GPU.
+      Single process, single replica; Reverb (False) serves remote and online tables.
     policy_save_interval: Train steps between policy checkpoints.
     eval_interval: Train steps between evaluations; <= 0 evaluates only at the end.
     summary_interval: Train steps between train/ summaries.
@@ -198,14 +203,20 @@ def train_eval(
   Raises:
     ConfigError: Before anything is written, for an unwritable `root_dir`, an unknown
       environment or dataset, a dataset that does not match the environment, or an
-      unreadable checkpoint in `root_dir`; after restoring, for a checkpoint written
+      unreadable checkpoint in `root_dir`, `sample_in_loop` with a remote replay or several
+      devices; after restoring, for a checkpoint written
       with different network shapes.
   """
   # 1. Check every input before writing anything.
   _check_root_dir(root_dir)
+  if sample_in_loop and (replay_server_address or tpu or use_gpu and len(
+      tf.config.list_logical_devices('GPU')) > 1):
+    raise ConfigError('train_eval.sample_in_loop samples in this process on one device; drop '
+                      '--replay_server_address (and --tpu), or set '
+                      'train_eval.sample_in_loop = False for several devices.')
   logging.info('Training CQL-SAC on %s from %s into %s', env_name, dataset_name, root_dir)
-  tf.random.set_seed(seed)
-  np.random.seed(seed)
+  if seed is not None:  # Python's, NumPy's and TF's generators: Keras' unseeded initializers
+    tf.keras.utils.set_random_seed(seed)  # draw from Python's `random`.
   try:
     env = load_env(env_name, seed=seed)
   except ValueError as e:
@@ -226,11 +237,18 @@ def train_eval(
                dataset_stats.mean_episode_return)
   _check_checkpoint(os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
 
-  # 2. Every transition of the dataset goes into Reverb; training samples uniformly.
-  replay = build_replay(episodes, reward_shift=reward_shift, action_clipping=action_clipping,
-                        pad_end_of_episodes=pad_end_of_episodes,
-                        server_address=replay_server_address, port=reverb_port)
-  logging.info('Reverb holds %d transitions', replay.num_items)
+  # 2. Every transition of the dataset goes into Reverb (or, with sample_in_loop, stays in
+  # memory for the compiled loop); training samples uniformly.
+  if sample_in_loop:
+    replay = build_in_memory_replay(episodes, reward_shift=reward_shift,
+                                    action_clipping=action_clipping,
+                                    pad_end_of_episodes=pad_end_of_episodes)
+  else:
+    replay = build_replay(episodes, reward_shift=reward_shift, action_clipping=action_clipping,
+                          pad_end_of_episodes=pad_end_of_episodes,
+                          server_address=replay_server_address, port=reverb_port)
+  logging.info('The replay (%s) holds %d transitions',
+               'in memory' if sample_in_loop else 'Reverb', replay.num_items)
   served = [tuple(spec.shape) for spec in (replay.data_spec.observation, replay.data_spec.action)]
   expected = [tuple(spec.shape) for spec in (env.observation_spec(), env.action_spec())]
   if served != expected:  # Only possible with an external server (replay_server_address).
@@ -289,7 +307,9 @@ def train_eval(
     try:
       cql_learner = CqlLearner(
           root_dir, train_step, agent,
-          experience_dataset_fn=lambda: replay.as_dataset(batch_size, data_prefetch),
+          experience_dataset_fn=(None if sample_in_loop
+                                 else lambda: replay.as_dataset(batch_size, data_prefetch)),
+          replay=replay if sample_in_loop else None, batch_size=batch_size,
           steps_per_call=learner_iterations_per_call,
           triggers=[policy_trigger],
           checkpoint_interval=checkpoint_interval,

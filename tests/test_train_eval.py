@@ -14,6 +14,7 @@ import sys
 import time
 
 import gin
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -208,6 +209,8 @@ def small_train_eval(root_dir, dataset_dir, **overrides):
      r'Cannot load --dataset_name=d4rl_mujoco_hopper_nonexistent'),
     (dict(env_name='walker2d-random-v2'),
      r'does not fit --env_name=walker2d-random-v2.*observation'),
+    (dict(sample_in_loop=True, replay_server_address='localhost:1'),
+     r'sample_in_loop samples in this process.*--replay_server_address'),
 ])
 def test_bad_env_or_dataset_fails_before_touching_root_dir(
     existing_root_dir, dataset_dir, overrides, message):
@@ -247,6 +250,33 @@ def test_external_reverb_server_with_other_specs(tmp_path, dataset_dir):
                        replay_server_address=f'localhost:{server.server.port}')
   finally:
     server.close()
+
+
+def _checkpoint_values(root_dir):
+  """{name: value} of every float variable (optimizer slots included) in the last checkpoint
+  under root_dir/train/checkpoints."""
+  reader = tf.train.load_checkpoint(os.path.join(root_dir, 'train', 'checkpoints'))
+  values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+  return {name: value for name, value in values.items()
+          if isinstance(value, np.ndarray) and value.dtype.kind == 'f'}
+
+
+def test_sample_in_loop_resumes_exactly(tmp_path, dataset_dir):
+  """With sampling inside the loop, batch t is seeded by t (and --seed seeds every
+  initializer): 300 steps in one run equal 200 steps and a resumed run to 300, variable for
+  variable."""
+  settings = dict(sample_in_loop=True, eval_episodes=0, learner_iterations_per_call=100,
+                  checkpoint_interval=100, seed=1)
+  straight = str(tmp_path / 'straight')
+  result = small_train_eval(straight, dataset_dir, num_gradient_updates=300, **settings)
+  assert result.train_steps == 300
+  resumed = str(tmp_path / 'resumed')
+  small_train_eval(resumed, dataset_dir, num_gradient_updates=200, **settings)
+  small_train_eval(resumed, dataset_dir, num_gradient_updates=300, **settings)
+  expected, actual = _checkpoint_values(straight), _checkpoint_values(resumed)
+  assert expected.keys() == actual.keys() and len(expected) > 10
+  for name, value in expected.items():
+    np.testing.assert_allclose(actual[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_unwritable_root_dir(tmp_path, dataset_dir):

@@ -94,6 +94,7 @@ _SEED_CQL_UNIFORM = 3
 _SEED_ACTOR = 4
 _SEED_ALPHA = 5
 _SEED_REWARD_NOISE = 6
+_SEED_REPLAY = 7
 
 
 def _positive_number(name: str, value) -> None:
@@ -345,6 +346,15 @@ class CqlSacAgent(sac_agent.SacAgent):
                      tf.cast(self.train_step_counter, tf.int32)])
     seed = tf.random.experimental.stateless_fold_in(seed, replica_id)
     return tf.random.experimental.stateless_fold_in(seed, purpose)
+
+  def replay_seed(self) -> tf.Tensor:
+    """Stateless seed, int32 [2], of this train step's replay batch.
+
+    For sampling inside a compiled training loop (`FusedLearner.train_on_replay`): call it
+    before the step's `train`, so that the batch of step t depends only on `random_seed` and
+    t (the same batches whatever K, and after a resume).
+    """
+    return self._seed(_SEED_REPLAY)
 
   def _sample_actions(self, distribution, sample_shape, purpose: int):
     """Draws reparameterized actions from a policy distribution.

@@ -12,11 +12,14 @@ unpacking included, from 8.7 to 6.5 ms (2 cores, 20,000 items); `as_dataset` unp
 batches back into `Trajectory`s. Tables written by TF-Agents' `ReverbAddTrajectoryObserver`
 (online collection, `cql_sac_make_behavior`) keep its `Trajectory` signature and are read as is.
 
-In memory: the same items (`cql_sac.data.transitions`) as tensors, sampled uniformly with
-`tf.random` inside a `tf.data` pipeline; faster, but local to the process.
+In memory: the same items (`cql_sac.data.transitions`) as tensors (`ReplayTensors`), sampled
+uniformly with stateless `tf.random` draws (`sample_uniform`), either inside a `tf.data` pipeline
+(`InMemoryReplay.as_dataset`) or inside the fused learner's compiled K-step loop
+(`FusedLearner.train_on_replay`, `train_eval.sample_in_loop`), where no batch crosses from the
+host at each step; faster, but local to the process and held in its (device) memory.
 """
 
-from typing import Optional, Tuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import reverb
@@ -119,23 +122,71 @@ class Replay:
       del server  # Let Reverb's __del__ (a second stop) run now rather than at exit.
 
 
+class ReplayTensors(NamedTuple):
+  """A whole dataset's replay items as tensors: what `sample_uniform` draws batches from.
+
+  Attributes:
+    trajectory: `Trajectory` of tensors with outer dim [M] (`TrajectorySteps.trajectory`:
+      the dataset's steps and any padding steps).
+    items: int32 [num_items, 2], the step indices of each item (`TrajectorySteps.items`);
+      int32 because XLA gathers with 32-bit indices, which bounds a dataset at 2**31 steps.
+  """
+  trajectory: trajectory.Trajectory
+  items: tf.Tensor
+
+
+def sample_uniform(tensors: ReplayTensors, batch_size: int, seed) -> trajectory.Trajectory:
+  """Draws `batch_size` items uniformly with replacement: the distribution of the Reverb table.
+
+  Graph- and XLA-friendly (one stateless draw and two gathers), so it runs inside a compiled
+  training loop as well as in a `tf.data` map.
+
+  Args:
+    tensors: the dataset's `ReplayTensors`.
+    batch_size: B.
+    seed: int32 [2] stateless seed; the same seed gives the same batch (on one backend: XLA
+      and TensorFlow's kernels turn a seed into different, equally uniform, indices).
+
+  Returns:
+    `Trajectory` with outer dims [B, 2].
+  """
+  indices = _uniform_indices(tf.shape(tensors.items, out_type=tf.int32)[0], batch_size, seed)
+  return transitions.gather_items(tensors.trajectory, tensors.items, indices)
+
+
+def _uniform_indices(num_items, batch_size: int, seed) -> tf.Tensor:
+  """int32 [batch_size] item indices, uniform over [0, num_items), from a stateless seed."""
+  return tf.random.stateless_uniform([batch_size], seed=seed, maxval=num_items, dtype=tf.int32)
+
+
 class InMemoryReplay:
-  """The same items as `Replay`, held as tensors and sampled with `tf.random`.
+  """The same items as `Replay`, held as tensors and sampled with stateless `tf.random` draws.
 
   Attributes:
     data_spec: as `Replay.data_spec`.
     num_items: number of items.
     trajectory_steps: the `TrajectorySteps` (numpy) the items index into.
+    tensors: the same as `ReplayTensors` (on the default device), for `sample_uniform` inside
+      a compiled loop (`FusedLearner.train_on_replay`).
   """
 
   def __init__(self, trajectory_steps: transitions.TrajectorySteps,
                data_spec: trajectory.Trajectory):
-    """Holds `trajectory_steps`; use `build_in_memory_replay` instead of calling this directly."""
+    """Holds `trajectory_steps`; use `build_in_memory_replay` instead of calling this directly.
+
+    Raises:
+      ValueError: if the dataset has 2**31 steps or more (the int32 item indices).
+    """
+    num_steps = len(trajectory_steps.trajectory.step_type)
+    if num_steps >= 2**31:
+      raise ValueError(f'The in-memory replay holds at most 2**31 - 1 steps, got {num_steps}. '
+                       'Fix: use the Reverb replay (train_eval.sample_in_loop = False).')
     self.data_spec = data_spec
     self.num_items = trajectory_steps.num_items
     self.trajectory_steps = trajectory_steps
-    self._trajectory = tf.nest.map_structure(tf.convert_to_tensor, trajectory_steps.trajectory)
-    self._items = tf.convert_to_tensor(trajectory_steps.items)
+    self.tensors = ReplayTensors(
+        tf.nest.map_structure(tf.convert_to_tensor, trajectory_steps.trajectory),
+        tf.convert_to_tensor(trajectory_steps.items.astype(np.int32)))
 
   def as_dataset(self, batch_size: int, prefetch: int = tf.data.AUTOTUNE,
                  seed: int = 0) -> tf.data.Dataset:
@@ -147,12 +198,12 @@ class InMemoryReplay:
       seed: seed of the stateless sampler; batch k uses the seed pair (seed, k).
 
     Returns:
-      `tf.data.Dataset` of (Trajectory with outer dims [B, 2], int64 item indices [B]).
+      `tf.data.Dataset` of (Trajectory with outer dims [B, 2], int32 item indices [B]).
     """
     def sample(batch_index):
-      indices = tf.random.stateless_uniform([batch_size], seed=tf.stack([seed, batch_index]),
-                                            maxval=self.num_items, dtype=tf.int64)
-      return transitions.gather_items(self._trajectory, self._items, indices), indices
+      batch_seed = tf.stack([tf.constant(seed, tf.int64), batch_index])
+      indices = _uniform_indices(self.num_items, batch_size, batch_seed)
+      return transitions.gather_items(*self.tensors, indices), indices
 
     return tf.data.Dataset.counter().map(sample).prefetch(prefetch)
 

@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from cql_sac import learner as learner_lib
 from cql_sac.agents import cql_sac_agent as cql
+from cql_sac.data import replay as replay_lib
+from cql_sac.data import transitions
 from tests.agents import agent_fixtures as fx
 
 K, B = 6, 16
@@ -126,3 +128,48 @@ def test_one_replica_mirrored_learner_equals_default_strategy():
   assert mirrored_agent.train_step_counter.numpy() == K
   for a, b in zip(default_agent.variables, mirrored_agent.variables):
     np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
+
+
+def _replay(seed, num_steps=40):
+  """An in-memory replay of `num_steps` random steps forming num_steps - 1 items."""
+  rng = np.random.default_rng(seed)
+  batch = fx.random_batch(rng, num_steps)
+  steps = tf.nest.map_structure(lambda x: np.asarray(x)[:, 0], fx.as_trajectory(batch))
+  items = np.stack([np.arange(num_steps - 1), np.arange(1, num_steps)], axis=1)
+  return replay_lib.InMemoryReplay(transitions.TrajectorySteps(steps, items, 0), data_spec=None)
+
+
+def test_sampling_inside_the_loop_trains_on_the_seeded_uniform_batches():
+  """Step t of `train_on_replay` trains on sample_uniform(tensors, B, replay_seed() at t)."""
+  single, fused_agent = _twin_agents(cql.CqlSacAgent, num_bc_steps=2)
+  replay = _replay(3)
+  train = tf.function(single.train)
+  single_losses = []
+  for _ in range(K):
+    batch = replay_lib.sample_uniform(replay.tensors, B, single.replay_seed())
+    single_losses.append(train(batch).loss.numpy())
+  fused = learner_lib.FusedLearner(fused_agent, K).train_on_replay(replay, B, K)
+
+  np.testing.assert_allclose(fused.loss.numpy(), single_losses, rtol=1e-5, atol=1e-6)
+  for a, b in zip(single.variables, fused_agent.variables):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
+
+
+@pytest.mark.parametrize('jit_compile', [False, True])
+def test_sampled_batches_do_not_depend_on_steps_per_call(jit_compile):
+  """K steps in one call equal K/3 calls of 3 steps (the batch of step t is seeded by t)."""
+  one_call, three_calls = _twin_agents(cql.CqlSacAgent)
+  replay = _replay(4)
+  learner_lib.FusedLearner(one_call, K, jit_compile).train_on_replay(replay, B, K)
+  learner = learner_lib.FusedLearner(three_calls, K, jit_compile)
+  for _ in range(3):
+    learner.train_on_replay(replay, B, K // 3)
+  assert three_calls.train_step_counter.numpy() == K
+  for a, b in zip(one_call.variables, three_calls.variables):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
+
+
+def test_learner_needs_exactly_one_data_source():
+  agent = fx.make_agent()
+  with pytest.raises(ValueError, match='either experience_dataset_fn or replay'):
+    learner_lib.CqlLearner('/tmp/unused', agent.train_step_counter, agent)
