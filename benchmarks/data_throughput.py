@@ -29,15 +29,26 @@ _EPISODE_LENGTH = 1000
 _OBSERVATION_DIM, _ACTION_DIM = 17, 6
 
 
-def halfcheetah_shaped_steps(num_episodes: int, seed: int = 0) -> steps_lib.EpisodeSteps:
-  """Random steps shaped like halfcheetah-medium-v2: time-limit episodes of 1000 transitions."""
+def halfcheetah_shaped_steps(num_episodes: int, seed: int = 0,
+                             observation_dim: int = _OBSERVATION_DIM,
+                             action_dim: int = _ACTION_DIM) -> steps_lib.EpisodeSteps:
+  """Random steps shaped like halfcheetah-medium-v2: time-limit episodes of 1000 transitions.
+
+  Args:
+    num_episodes: episodes of 1000 transitions (1001 steps) each.
+    seed: NumPy seed.
+    observation_dim, action_dim: the shapes (HalfCheetah's 17 and 6 by default).
+
+  Returns:
+    float32 observations N(0, 1), actions U(-1, 1), rewards N(0, 1); discount 1, no terminals.
+  """
   rng = np.random.default_rng(seed)
   steps_per_episode = _EPISODE_LENGTH + 1
   n = num_episodes * steps_per_episode
   position = np.arange(n) % steps_per_episode
   return steps_lib.EpisodeSteps(
-      observation=rng.standard_normal((n, _OBSERVATION_DIM), np.float32),
-      action=rng.uniform(-1, 1, (n, _ACTION_DIM)).astype(np.float32),
+      observation=rng.standard_normal((n, observation_dim), np.float32),
+      action=rng.uniform(-1, 1, (n, action_dim)).astype(np.float32),
       reward=rng.standard_normal(n, np.float32),
       discount=np.ones(n, np.float32),
       is_first=position == 0,

@@ -11,7 +11,9 @@ critic size it times, as the median of --repeats timed runs after a warm-up:
   fused_K_xla        the same compiled with XLA
   fused_K_bf16       the same with bfloat16 critic matmuls
   reverb_K[_bf16]    end to end: Reverb replay -> stacked batches -> FusedLearner
-  in_memory_K        end to end from the in-memory sampler
+  in_memory_K        end to end from the in-memory tf.data sampler
+  in_loop_K[_bf16]   end to end, each batch sampled inside the compiled loop
+                     (`FusedLearner.train_on_replay`, `train_eval.sample_in_loop`)
 
 plus a large float32 (and bfloat16) matmul, the device's reachable FLOP/s.
 The repeats go round-robin over all paths, so drifting background load
@@ -37,14 +39,11 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 from tf_agents.agents.cql import cql_sac_agent as reference_cql
-from tf_agents.specs import tensor_spec
 from tf_agents.train import learner as tf_agents_learner
-from tf_agents.train.utils import train_utils
-from tf_agents.trajectories import time_step as ts
 
 from benchmarks import data_throughput
+from benchmarks import kumar20_agent
 from cql_sac import learner as learner_lib
-from cql_sac import networks as networks_lib
 from cql_sac.agents import cql_sac_agent
 from cql_sac.data import replay as replay_lib
 
@@ -59,35 +58,10 @@ _DATASET_EPISODES = flags.DEFINE_integer(
     'dataset_episodes', 100, 'Episodes of 1000 transitions in the replay.')
 _OUTPUT = flags.DEFINE_string('output_json', None, 'Also write the JSON here.')
 
-BATCH, N, OBS, ACT = 256, 10, 17, 6
-
-
-def _specs():
-  observation_spec = tensor_spec.TensorSpec([OBS], tf.float32)
-  action_spec = tensor_spec.BoundedTensorSpec([ACT], tf.float32, -1.0, 1.0)
-  return ts.time_step_spec(observation_spec), action_spec
-
-
-def _agent(agent_class, critic_layers, compute_dtype='float32'):
-  """An agent with the kumar20 hyperparameters (MuJoCo gin values)."""
-  time_step_spec, action_spec = _specs()
-  nets = networks_lib.make_networks(
-      time_step_spec.observation, action_spec, (256, 256), critic_layers,
-      compute_dtype)
-  kwargs = dict(critic_network_2=nets.critic_2,
-                target_critic_network=nets.target_critic_1,
-                target_critic_network_2=nets.target_critic_2)
-  adam = lambda: tf.keras.optimizers.Adam(3e-4)
-  agent = agent_class(
-      time_step_spec, action_spec, critic_network=nets.critic_1,
-      actor_network=nets.actor, actor_optimizer=adam(),
-      critic_optimizer=adam(), alpha_optimizer=adam(), cql_alpha=5.0,
-      num_cql_samples=N, include_critic_entropy_term=False,
-      use_lagrange_cql_alpha=False, softmax_temperature=50.0,
-      target_update_tau=5e-3, gamma=0.99, reward_scale_factor=0.1,
-      train_step_counter=train_utils.create_train_step(), **kwargs)
-  agent.initialize()
-  return agent
+BATCH = 256
+N, OBS, ACT = (kumar20_agent.NUM_CQL_SAMPLES, kumar20_agent.OBSERVATION_DIM,
+               kumar20_agent.ACTION_DIM)
+make_agent = kumar20_agent.make_agent
 
 
 def _batch(agent, seed=0):
@@ -180,12 +154,12 @@ def _critic_size_runs(critic_layers, replays, work_dir: str) -> Dict[str, Callab
   """Every path's run for one critic size, keyed by path name; the Learner writes under
   `work_dir`."""
   runs = {}
-  reference = _agent(reference_cql.CqlSacAgent, critic_layers)
+  reference = make_agent(reference_cql.CqlSacAgent, critic_layers)
   experience = _batch(reference)
   runs['reference'] = _loop(
       lambda f=tf.function(reference.train): f(experience), 1)
 
-  reference = _agent(reference_cql.CqlSacAgent, critic_layers)
+  reference = make_agent(reference_cql.CqlSacAgent, critic_layers)
   dataset = tf.data.Dataset.from_tensors((experience, tf.zeros([]))).repeat()
   learner = tf_agents_learner.Learner(
       os.path.join(work_dir, 'x'.join(map(str, critic_layers))),
@@ -195,7 +169,7 @@ def _critic_size_runs(critic_layers, replays, work_dir: str) -> Dict[str, Callab
   k = _E2E_K.value
   runs['reference_learner'] = _loop(lambda: learner.run(iterations=k), k)
 
-  ours = tf.function(_agent(cql_sac_agent.CqlSacAgent, critic_layers).train)
+  ours = tf.function(make_agent(cql_sac_agent.CqlSacAgent, critic_layers).train)
   runs['single'] = _loop(lambda: ours(experience), 1)
 
   variants = [(int(k), False, 'float32') for k in _FUSED_K.value]
@@ -203,7 +177,7 @@ def _critic_size_runs(critic_layers, replays, work_dir: str) -> Dict[str, Callab
                (_E2E_K.value, False, 'bfloat16')]
   for k, jit, dtype in variants:
     fused = learner_lib.FusedLearner(
-        _agent(cql_sac_agent.CqlSacAgent, critic_layers, dtype), k,
+        make_agent(cql_sac_agent.CqlSacAgent, critic_layers, dtype), k,
         jit_compile=jit)
     stacked = tf.nest.map_structure(lambda x, k=k: tf.stack([x] * k),
                                     experience)
@@ -214,11 +188,18 @@ def _critic_size_runs(critic_layers, replays, work_dir: str) -> Dict[str, Callab
   for source, dtype in (('reverb', 'float32'), ('reverb', 'bfloat16'),
                         ('in_memory', 'float32')):
     fused = learner_lib.FusedLearner(
-        _agent(cql_sac_agent.CqlSacAgent, critic_layers, dtype), k)
+        make_agent(cql_sac_agent.CqlSacAgent, critic_layers, dtype), k)
     iterator = iter(learner_lib.stack_batches(
         replays[source].as_dataset(BATCH, prefetch=2), k, prefetch=1))
     name = f'{source}_{k}' + ('_bf16' if dtype == 'bfloat16' else '')
     runs[name] = _loop(lambda f=fused, it=iterator: f.run(it), k)
+
+  for dtype in ('float32', 'bfloat16'):
+    fused = learner_lib.FusedLearner(
+        make_agent(cql_sac_agent.CqlSacAgent, critic_layers, dtype), k)
+    name = f'in_loop_{k}' + ('_bf16' if dtype == 'bfloat16' else '')
+    runs[name] = _loop(
+        lambda f=fused: f.train_on_replay(replays['in_memory'], BATCH, k), k)
   return runs
 
 

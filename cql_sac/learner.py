@@ -123,6 +123,11 @@ class FusedLearner(tf.Module):
                               (tf.constant(0), arrays))
     return tf.nest.map_structure(lambda a: a.stack(), arrays)
 
+  @property
+  def agent(self) -> cql_sac_agent.CqlSacAgent:
+    """The agent this learner trains."""
+    return self._agent
+
   @staticmethod
   def _loss_structure():
     zero = tf.constant(0.0)
