@@ -7,6 +7,8 @@ XLA (`tf.function(jit_compile=True)`), for a D4RL environment's shapes, and writ
 `<output_dir>/<config>/`:
 
   module.hlo.pb.gz   the HloModuleProto (`experimental_get_compiler_ir(stage='hlo_serialized')`)
+  index.json         (in <output_dir>) every configuration's name in the order of export,
+                     which `xla_run.py` follows: list the most important values first
   manifest.json      the configuration; every HLO parameter in order (name, shape, dtype, the
                      array file holding its value) and every output (name, shape, dtype, the
                      parameter it updates in place); TensorFlow's own XLA steps/s
@@ -292,8 +294,18 @@ def export_grid(output_dir: str, env_name: str, actor: str, critics: Sequence[st
           f'outputs, {time.perf_counter() - started:.0f} s'
           + (f', TensorFlow XLA {rate:.1f} steps/s' if rate else ''), flush=True)
     names.append(name)
+    _add_to_index(output_dir, name)
   tf.config.experimental.enable_tensor_float_32_execution(True)
   return names
+
+
+def _add_to_index(output_dir: str, name: str) -> None:
+  """Appends `name` to `<output_dir>/index.json`, the order in which xla_run.py runs them."""
+  path = os.path.join(output_dir, 'index.json')
+  names = json.load(open(path)) if os.path.exists(path) else []
+  if name not in names:
+    with open(path, 'w') as f:
+      json.dump(names + [name], f, indent=1)
 
 
 def main(argv):

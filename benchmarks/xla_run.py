@@ -16,6 +16,7 @@ JAX's default backend and executed through PJRT. For each export directory it
      stays on the device), after `--warmup` untimed calls; steps/s = K·calls / seconds.
 
     python benchmarks/xla_run.py runs/xla [--calls=5] [--output_json=out.json] [--only=k10]
+        [--time_budget_s=420]
 
 `jax_enable_x64` is on (the train step counter and seeds are int64). Exit status 1 when a
 check fails.
@@ -146,11 +147,17 @@ def run_export(directory: str, calls: int, warmup: int):
 
 def export_directories(path: str, only: str):
   """The export directories at `path` (one export, or a grid's folder), names containing
-  `only`."""
+  `only`, in the grid's order (`index.json`, most important first) or by name."""
   if os.path.exists(os.path.join(path, 'manifest.json')):
     return [path]
-  return sorted(os.path.join(path, name) for name in os.listdir(path)
-                if os.path.exists(os.path.join(path, name, 'manifest.json')) and only in name)
+  index = os.path.join(path, 'index.json')
+  if os.path.exists(index):
+    with open(index) as f:
+      names = json.load(f)
+  else:
+    names = sorted(os.listdir(path))
+  return [os.path.join(path, name) for name in names
+          if os.path.exists(os.path.join(path, name, 'manifest.json')) and only in name]
 
 
 def main(argv=None) -> int:
@@ -159,26 +166,31 @@ def main(argv=None) -> int:
   parser.add_argument('--calls', type=int, default=5, help='timed calls per export')
   parser.add_argument('--warmup', type=int, default=1, help='untimed calls after the check')
   parser.add_argument('--only', default='', help='run exports whose name contains this')
-  parser.add_argument('--output_json', help='also write the results here')
+  parser.add_argument('--output_json', help='also write the results here (after each export)')
+  parser.add_argument('--time_budget_s', type=float, default=float('inf'),
+                      help='start no export after this many seconds')
   args = parser.parse_args(argv)
-  results = []
+  results, started = [], time.perf_counter()
   print(f'jax {jax.__version__}, backend {jax.extend.backend.get_backend().platform}, '
         f'devices {jax.devices()}', flush=True)
   print(f'{"export":<44} {"compile s":>9} {"steps/s":>9} {"TF XLA":>8} {"check":>22}')
-  for directory in export_directories(args.path, args.only):
+  directories = export_directories(args.path, args.only)
+  for directory in directories:
+    if time.perf_counter() - started > args.time_budget_s:
+      print(f'time budget spent: {len(directories) - len(results)} exports not run')
+      break
     result = run_export(directory, args.calls, args.warmup)
     results.append(result)
+    if args.output_json:
+      with open(args.output_json, 'w') as f:
+        json.dump(dict(jax_version=jax.__version__, results=results), f, indent=1)
     checked = result['check']
     verdict = ('not checked' if not checked['checked'] else
                f'{"ok" if checked["passed"] else "FAILED"} {checked["max_relative_difference"]:.1e}')
     tf_rate = result.get('tensorflow_xla_steps_per_s')
     print(f'{result["name"]:<44} {result["compile_s"]:9.1f} {result["steps_per_s"]:9.1f} '
           f'{tf_rate if tf_rate else float("nan"):8.1f} {verdict:>22}', flush=True)
-  summary = dict(jax_version=jax.__version__, results=results)
-  print(json.dumps(summary))
-  if args.output_json:
-    with open(args.output_json, 'w') as f:
-      json.dump(summary, f, indent=1)
+  print(json.dumps(dict(jax_version=jax.__version__, results=results)))
   return 0 if all(r['check'].get('passed', True) for r in results) else 1
 
 
