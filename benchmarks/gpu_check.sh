@@ -16,8 +16,9 @@
 #      bash benchmarks/gpu_check.sh "$OUT" runs/xla_gpu
 #    Knobs, as environment variables: XLA_FLAGS (e.g. command buffers and while loops:
 #    --xla_gpu_enable_command_buffer=...), CALLS (timed calls per export, default 5),
-#    BUDGET_S (no export starts after it, default 420).
-# Dry run on CPU: PYTHON=.venv-jax/bin/python bash benchmarks/gpu_check.sh /tmp/gpu_dry runs/xla
+#    BUDGET_S (no export starts after it, default 420), ONLY (a regex of export names).
+# Dry run on CPU (the K=1 exports, one timed call each):
+#    PYTHON=.venv-jax/bin/python ONLY='_k1$' CALLS=1 bash benchmarks/gpu_check.sh /tmp/gpu_dry
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: gpu_check.sh OUT_DIR [EXPORT_DIR]}"
@@ -32,6 +33,6 @@ mkdir -p "$out"
   echo "XLA_FLAGS=${XLA_FLAGS:-}"
   du -sh "$exports"
 } 2>&1 | tee "$out/device.txt"
-"$python" benchmarks/xla_run.py "$exports" --calls="${CALLS:-5}" \
+"$python" benchmarks/xla_run.py "$exports" --calls="${CALLS:-5}" --only="${ONLY:-}" \
   --time_budget_s="${BUDGET_S:-420}" --output_json="$out/gpu_grid.json" \
   | grep -v '^{"jax_version' | tee "$out/gpu_grid.txt"
