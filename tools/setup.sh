@@ -12,18 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-find_python() {
-  for candidate in "${PYTHON:-}" python3.11 python3 python; do
-    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 &&
-       "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      echo "$candidate"
-      return
-    fi
-  done
-  echo "cql-sac needs Python 3.11 (TensorFlow 2.15 and dm-reverb 0.14 have no wheels for" \
-       "other versions); none found. Set PYTHON=/path/to/python3.11." >&2
-  exit 1
-}
+source tools/find_python.sh
 
 if [ ! -x .venv/bin/python ]; then
   "$(find_python)" -m venv .venv

@@ -4,9 +4,9 @@
 # Needs Python 3.11 (or set PYTHON) and PyPI; idempotent, like tools/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python="${PYTHON:-python3.11}"
+source tools/find_python.sh
 if [ ! -x .venv-jax/bin/python ]; then
-  "$python" -m venv .venv-jax
+  "$(find_python)" -m venv .venv-jax
 fi
 stamp=.venv-jax/.installed
 wanted="$(sha256sum requirements-jax.txt | cut -d' ' -f1)"
