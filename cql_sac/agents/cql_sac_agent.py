@@ -167,6 +167,8 @@ class CqlSacAgent(sac_agent.SacAgent):
       per_dimension_uniform_log_density: bool = False,
       reward_noise_is_variance: bool = False,
       log_cql_alpha_straight_through: bool = False,
+      cql_clip_diff_min: float = -np.inf,
+      cql_clip_diff_max: float = np.inf,
   ):
     """Creates the agent.
 
@@ -236,14 +238,25 @@ class CqlSacAgent(sac_agent.SacAgent):
       log_cql_alpha_straight_through: If True, the clip of log α' passes the
         gradient straight through, so the Lagrange variable can return into the
         clip range; False keeps tf_agents' zero gradient outside the range.
+      cql_clip_diff_min: Lower clip of each state's gap, lse(s) − Q(s, a_data),
+        before the batch mean (CORL's `cql_clip_diff_min`, algorithms/offline/
+        cql.py@eeeeef2; its AntMaze recipe uses −200). The clipped gap is also
+        what the Lagrange step compares with `cql_tau`. −inf: no clip.
+      cql_clip_diff_max: Upper clip of each state's gap (CORL's
+        `cql_clip_diff_max`). +inf: no clip.
 
     Raises:
       ValueError: If the action spec is not a single float `BoundedTensorSpec`
         of rank 1, if `num_cql_samples < 1`, `softmax_temperature <= 0`,
         `cql_alpha <= 0` with `use_lagrange_cql_alpha`, if
-        `log_cql_alpha_clipping` is not (min, max) with min <= max, or if a
-        network is recurrent (has a non-empty `state_spec`).
+        `log_cql_alpha_clipping` is not (min, max) with min <= max, if
+        `cql_clip_diff_min > cql_clip_diff_max`, or if a network is recurrent
+        (has a non-empty `state_spec`).
     """
+    if not cql_clip_diff_min <= cql_clip_diff_max:
+      raise ValueError(
+          f'cql_clip_diff_min ({cql_clip_diff_min}) must be <= cql_clip_diff_max '
+          f'({cql_clip_diff_max}); they bound each state\'s CQL gap.')
     _validate_action_spec(action_spec)
     if isinstance(num_cql_samples, bool) or not isinstance(
         num_cql_samples, (int, np.integer)) or num_cql_samples < 1:
@@ -321,6 +334,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._log_cql_alpha_clipping = log_cql_alpha_clipping
     self._log_cql_alpha_straight_through = log_cql_alpha_straight_through
     self._softmax_temperature = softmax_temperature
+    self._cql_clip_diff = (float(cql_clip_diff_min), float(cql_clip_diff_max))
     self._bc_debug_mode = bc_debug_mode
     self._uniform_log_density = _uniform_log_density(
         action_spec, per_dimension_uniform_log_density)
@@ -473,6 +487,7 @@ class CqlSacAgent(sac_agent.SacAgent):
 
     As in tf_agents (and the authors' code) there is no −log(2N) term, so the
     gap is offset by log(2N)/T from a normalized importance-sampling estimate.
+    With `cql_clip_diff_min/max`, gap(s) is clipped to that range (CORL).
 
     Args:
       q_data: float32 [B], Q at dataset actions.
@@ -488,7 +503,10 @@ class CqlSacAgent(sac_agent.SacAgent):
         temperature * q_policy - policy_log_probs,
         temperature * q_uniform - self._uniform_log_density,
     ], axis=1)
-    return tf.reduce_logsumexp(terms, axis=1) / temperature - q_data
+    gap = tf.reduce_logsumexp(terms, axis=1) / temperature - q_data
+    if np.isfinite(self._cql_clip_diff).any():
+      gap = tf.clip_by_value(gap, *self._cql_clip_diff)
+    return gap
 
   def _cql_loss_from_gaps(self, gap_1, gap_2):
     """Mean of the two critics' gaps over the global batch, float32 scalar."""

@@ -55,8 +55,9 @@ def td_loss(critics, target_critics, actor_layers, batch, next_actions, noise,
 
 
 def cql_loss(critics, actor_layers, observations, actions, policy_actions,
-             uniform_actions, *, temperature, uniform_log_density, bounds):
-  """½ Σ_k E_B[(1/T)·logsumexp_j(T·Q_k − log p) − Q_k(s, a_data)].
+             uniform_actions, *, temperature, uniform_log_density, bounds,
+             clip_diff=(-np.inf, np.inf)):
+  """½ Σ_k E_B[clip((1/T)·logsumexp_j(T·Q_k − log p) − Q_k(s, a_data), clip_diff)].
 
   policy_actions, uniform_actions: [B, N, A] (policy samples first, then
   uniform ones; log p is log π for the former and the uniform log-density
@@ -73,7 +74,7 @@ def cql_loss(critics, actor_layers, observations, actions, policy_actions,
     ], axis=1)
     peak = terms.max(axis=1, keepdims=True)
     lse = (peak[:, 0] + np.log(np.exp(terms - peak).sum(axis=1))) / temperature
-    gaps.append(lse - q_value(critic, observations, actions))
+    gaps.append(np.clip(lse - q_value(critic, observations, actions), *clip_diff))
   return np.mean((gaps[0] + gaps[1]) / 2.0)
 
 

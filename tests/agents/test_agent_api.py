@@ -46,7 +46,8 @@ def test_bad_action_spec_raises_value_error(action_spec, message):
 
 
 def test_constructor_matches_tf_agents_signature():
-  """Same names, order and defaults as tf-agents' CqlSacAgent; new ones last."""
+  """Same names, order and defaults as tf-agents' CqlSacAgent; new ones last, with
+  defaults that keep tf_agents' behaviour."""
   import inspect
   from tf_agents.agents.cql import cql_sac_agent as reference
   ours = list(inspect.signature(cql.CqlSacAgent.__init__).parameters.values())
@@ -57,8 +58,8 @@ def test_constructor_matches_tf_agents_signature():
       (p.name, p.default) for p in theirs]
   assert [p.name for p in ours[len(theirs):]] == [
       'per_dimension_uniform_log_density', 'reward_noise_is_variance',
-      'log_cql_alpha_straight_through']
-  assert all(p.default is False for p in ours[len(theirs):])
+      'log_cql_alpha_straight_through', 'cql_clip_diff_min', 'cql_clip_diff_max']
+  assert [p.default for p in ours[len(theirs):]] == [False] * 3 + [-np.inf, np.inf]
 
 
 def test_loss_returns_cql_losses_without_training():

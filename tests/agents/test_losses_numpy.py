@@ -99,6 +99,34 @@ def test_cql_loss_matches_numpy(temperature, critic):
   np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
 
 
+def test_clipped_cql_gap_matches_numpy():
+  """CORL's cql_clip_diff_min/max clip each state's gap before the mean; the range is
+  chosen inside the gaps' spread so that both bounds bind."""
+  rng = np.random.default_rng(5)
+  agent = _agent(rng)
+  batch = fx.random_batch(rng, B)
+  networks = (_critics(agent), fx.layers(agent._actor_network))
+  data = (batch[0], batch[1], np.transpose(agent.injected[cql._SEED_CQL_POLICY], [1, 0, 2]),
+          agent.injected['uniform'])
+  kwargs = dict(temperature=1.0, uniform_log_density=-A * np.log(2.0), bounds=_bounds(agent))
+  per_state = [ref.cql_loss(*networks, *[x[i:i + 1] for x in data], **kwargs)
+               for i in range(B)]
+  low, high = np.quantile(per_state, [0.3, 0.7])
+  clipped = _agent(rng, cql_clip_diff_min=low, cql_clip_diff_max=high)
+  clipped.injected = agent.injected
+  for source, target in zip(agent.variables, clipped.variables):
+    target.assign(source)
+  got = clipped.cql_loss(*fx.transition_parts(clipped, batch)[:2])
+  want = ref.cql_loss(*networks, *data, clip_diff=(low, high), **kwargs)
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+  assert abs(want - ref.cql_loss(*networks, *data, **kwargs)) > 1e-3  # The clip binds.
+
+
+def test_clip_diff_range_must_be_ordered():
+  with pytest.raises(ValueError, match=r'cql_clip_diff_min \(1.0\) must be <= '):
+    fx.make_agent(cql_clip_diff_min=1.0, cql_clip_diff_max=0.0)
+
+
 @pytest.mark.parametrize('per_dimension', [False, True])
 def test_uniform_log_density_with_per_dimension_bounds(per_dimension):
   """tf_agents' formula counts per-dimension bounds A times; the fix does not."""
