@@ -7,7 +7,8 @@ and behaviour cloning through the same binary and data path (`train_eval` with
 `bc_steps = num_gradient_updates`: the actor loss is α·log π(a|s) − log π(a_data|s) throughout,
 so the critics never steer the actor) — and, with `--algorithms=...,cql_bf16`, CQL with bfloat16
 critic matmuls (`make_networks.compute_dtype = 'bfloat16'`) for the mixed-precision learning
-comparison — evaluates the greedy policy for 10 episodes in the real
+comparison, and with `tf_agents_cql` tf_agents' own CqlSacAgent in the same binary, config and
+data path (`train_eval.agent_class`), the reference row — evaluates the greedy policy for 10 episodes in the real
 environment at step 0 and every `eval_interval` steps, and writes to `--output_dir`:
 
   quality_<env>_<protocol>_<steps>.json  every curve (D4RL normalized score per evaluation)
@@ -48,7 +49,9 @@ _CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
                            'configs')
 GIN_FILES = {'medium': 'mujoco_medium.gin', 'medium-replay': 'mujoco_medium_replay.gin',
              'medium-expert': 'mujoco_medium_expert.gin', 'random': 'mujoco_medium.gin'}
-ALGORITHMS = ('cql', 'bc', 'cql_bf16')
+ALGORITHMS = ('cql', 'bc', 'cql_bf16', 'tf_agents_cql')
+# tf_agents' own CqlSacAgent in the same binary, config and data path: the reference row.
+_TF_AGENTS_BINDINGS = ('train_eval.agent_class = @tf_agents.agents.cql.cql_sac_agent.CqlSacAgent',)
 # CQL with bfloat16 critic matmuls (float32 variables and losses): the mixed-precision
 # learning comparison.
 _BF16_BINDINGS = ("make_networks.compute_dtype = 'bfloat16'",)
@@ -67,7 +70,8 @@ def gin_bindings(algorithm: str, protocol: str, num_steps: int) -> List[str]:
   """The gin bindings that make a run CQL or BC under a protocol.
 
   Args:
-    algorithm: 'cql', 'bc', or 'cql_bf16' (CQL with bfloat16 critic compute).
+    algorithm: 'cql', 'bc', 'cql_bf16' (CQL with bfloat16 critic compute), or
+      'tf_agents_cql' (CQL with tf_agents' own CqlSacAgent).
     protocol: 'reduced' or 'full'.
     num_steps: Train steps of the run.
 
@@ -82,6 +86,8 @@ def gin_bindings(algorithm: str, protocol: str, num_steps: int) -> List[str]:
   bindings = list(_REDUCED_BINDINGS) if protocol == 'reduced' else []
   if algorithm == 'cql_bf16':
     bindings += _BF16_BINDINGS
+  if algorithm == 'tf_agents_cql':
+    bindings += _TF_AGENTS_BINDINGS
   if algorithm == 'bc':
     bc_steps = num_steps
   else:
@@ -128,10 +134,13 @@ def summarize(curves: Curves, dataset_scores: Mapping[str, float]) -> List[Dict[
   return rows
 
 
+_LABELS = {'cql': 'CQL', 'bc': 'BC', 'cql_bf16': 'CQL (bfloat16)',
+           'tf_agents_cql': "CQL (tf_agents' agent)"}
+
+
 def _label(algorithm: str) -> str:
-  """'CQL', 'BC' or 'CQL (bfloat16)': an algorithm's name in tables and legends."""
-  name, _, dtype = algorithm.partition('_')
-  return name.upper() + (f' ({dtype.replace("bf", "bfloat")})' if dtype else '')
+  """An algorithm's name in tables and legends, e.g. 'CQL (bfloat16)'."""
+  return _LABELS[algorithm]
 
 
 def markdown_table(rows: Sequence[Mapping[str, float]]) -> str:

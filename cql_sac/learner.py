@@ -38,7 +38,9 @@ class FusedLearner(tf.Module):
   """Runs `steps_per_call` agent updates per call on stacked batches.
 
   Args:
-    agent: An initialized `CqlSacAgent`.
+    agent: An initialized `CqlSacAgent`: cql_sac's, or tf_agents' own (the
+      reference row of `benchmarks.quality`; stacked batches only, since
+      `train_on_replay` needs cql_sac's `replay_seed`).
     steps_per_call: K, the number of train steps per call (>= 1).
     jit_compile: Compile the K-step loop with XLA.
     strategy: Optional `tf.distribute.Strategy` (e.g. `MirroredStrategy`).
@@ -102,6 +104,8 @@ class FusedLearner(tf.Module):
       batch = batch_fn(i, replica_experience)
       with tf.name_scope(''):  # Keep summary names free of 'while/'.
         info = self._agent._train(batch, weights=None)  # pylint: disable=protected-access
+      # tf_agents' CqlSacAgent returns its own CqlSacLossInfo type (same fields).
+      info = tf_agent.LossInfo(info.loss, cql_sac_agent.CqlSacLossInfo(*info.extra))
       return tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), info)
 
     def body(i, arrays):

@@ -47,6 +47,7 @@ from tf_agents.typing import types
 
 from cql_sac import cli
 from cql_sac import eval as cql_eval
+
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.data.loading import load_episodes
 from cql_sac.data.replay import build_in_memory_replay
@@ -124,6 +125,7 @@ def train_eval(
     replay_server_address: Optional[str] = None,
     sample_in_loop: bool = False,
     # Others
+    agent_class: type = CqlSacAgent,
     policy_save_interval: int = 10000,
     eval_interval: int = 10000,
     summary_interval: int = 1000,
@@ -184,6 +186,9 @@ def train_eval(
       step's batch inside the compiled K-step loop (`FusedLearner.train_on_replay`): the
       same uniform distribution, no host round trip per step; the fast path on a GPU.
       Single process, single replica; Reverb (False) serves remote and online tables.
+    agent_class: The agent: cql_sac's `CqlSacAgent`, or tf_agents' own for a
+      reference run (gin `@tf_agents.agents.cql.cql_sac_agent.CqlSacAgent`; it takes the
+      same arguments, but not `sample_in_loop`).
     policy_save_interval: Train steps between policy checkpoints.
     eval_interval: Train steps between evaluations; <= 0 evaluates only at the end.
     summary_interval: Train steps between train/ summaries.
@@ -214,6 +219,10 @@ def train_eval(
     raise ConfigError('train_eval.sample_in_loop samples in this process on one device; drop '
                       '--replay_server_address (and --tpu), or set '
                       'train_eval.sample_in_loop = False for several devices.')
+  if sample_in_loop and not issubclass(agent_class, CqlSacAgent):
+    raise ConfigError(f'train_eval.sample_in_loop needs cql_sac\'s CqlSacAgent (its replay '
+                      f'seed), not {agent_class.__module__}.{agent_class.__name__}; set '
+                      'train_eval.sample_in_loop = False for a reference run.')
   logging.info('Training CQL-SAC on %s from %s into %s', env_name, dataset_name, root_dir)
   if seed is not None:  # Python's, NumPy's and TF's generators: Keras' unseeded initializers
     tf.keras.utils.set_random_seed(seed)  # draw from Python's `random`.
@@ -267,7 +276,7 @@ def train_eval(
       train_step = train_utils.create_train_step()
       networks = make_networks(observation_spec, action_spec, actor_fc_layers=actor_fc_layers,
                                critic_joint_fc_layers=critic_joint_fc_layers)
-      agent = CqlSacAgent(
+      agent = agent_class(
           time_step_spec, action_spec,
           actor_network=networks.actor,
           critic_network=networks.critic_1,

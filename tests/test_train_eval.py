@@ -17,6 +17,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+from tf_agents.agents.cql import cql_sac_agent as tf_agents_cql
 
 from cql_sac import train_eval
 from cql_sac.data.collect import write_dataset
@@ -211,6 +212,8 @@ def small_train_eval(root_dir, dataset_dir, **overrides):
      r'does not fit --env_name=walker2d-random-v2.*observation'),
     (dict(sample_in_loop=True, replay_server_address='localhost:1'),
      r'sample_in_loop samples in this process.*--replay_server_address'),
+    (dict(sample_in_loop=True, agent_class=tf_agents_cql.CqlSacAgent),
+     r"sample_in_loop needs cql_sac's CqlSacAgent.*tf_agents.agents.cql.cql_sac_agent"),
 ])
 def test_bad_env_or_dataset_fails_before_touching_root_dir(
     existing_root_dir, dataset_dir, overrides, message):
@@ -250,6 +253,19 @@ def test_external_reverb_server_with_other_specs(tmp_path, dataset_dir):
                        replay_server_address=f'localhost:{server.server.port}')
   finally:
     server.close()
+
+
+def test_tf_agents_agent_trains_in_the_same_binary(tmp_path, dataset_dir):
+  """The reference row of benchmarks.quality: tf_agents' own CqlSacAgent through
+  train_eval (gin `train_eval.agent_class`), Reverb, the fused learner and evaluation."""
+  gin.parse_config(
+      'train_eval.agent_class = @tf_agents.agents.cql.cql_sac_agent.CqlSacAgent')
+  root_dir = str(tmp_path / 'run')
+  result = small_train_eval(root_dir, dataset_dir, num_gradient_updates=200,
+                            learner_iterations_per_call=100)
+  assert result.train_steps == 200 and 'AverageReturn' in result.eval_metrics
+  losses = read_scalars(os.path.join(root_dir, 'train'))
+  assert np.isfinite([v for _, v in losses['Losses/cql_loss']]).all()
 
 
 def _checkpoint_values(root_dir):
