@@ -73,10 +73,15 @@ class CqlSamples(NamedTuple):
     policy_log_probs: float32 [B, N], log π(a|s) of those actions (tanh-squashed
       density including the Jacobian, summed over A).
     uniform_actions: float32 [B, N, A], a ~ Uniform(action_spec bounds).
+    next_policy_actions: float32 [B, N, A], a' ~ π(·|s') of each transition's next
+      state (scored at s), or None unless `cql_next_state_samples`.
+    next_policy_log_probs: float32 [B, N], log π(a'|s') of those, or None.
   """
   policy_actions: tf.Tensor
   policy_log_probs: tf.Tensor
   uniform_actions: tf.Tensor
+  next_policy_actions: Optional[tf.Tensor] = None
+  next_policy_log_probs: Optional[tf.Tensor] = None
 
 
 class _CriticTerms(NamedTuple):
@@ -95,6 +100,7 @@ _SEED_ACTOR = 4
 _SEED_ALPHA = 5
 _SEED_REWARD_NOISE = 6
 _SEED_REPLAY = 7
+_SEED_CQL_NEXT_POLICY = 8
 
 
 def _positive_number(name: str, value) -> None:
@@ -169,6 +175,7 @@ class CqlSacAgent(sac_agent.SacAgent):
       log_cql_alpha_straight_through: bool = False,
       cql_clip_diff_min: float = -np.inf,
       cql_clip_diff_max: float = np.inf,
+      cql_next_state_samples: bool = False,
   ):
     """Creates the agent.
 
@@ -244,6 +251,11 @@ class CqlSacAgent(sac_agent.SacAgent):
         what the Lagrange step compares with `cql_tau`. −inf: no clip.
       cql_clip_diff_max: Upper clip of each state's gap (CORL's
         `cql_clip_diff_max`). +inf: no clip.
+      cql_next_state_samples: Also draw N actions a' ~ π(·|s') at each
+        transition's next state and score them at s with their own density,
+        T·Q(s, a') − log π(a'|s'), so the log-sum-exp runs over 3N terms
+        (CORL's, JaxCQL's and Acme's CQL; CORL algorithms/offline/cql.py@eeeeef2,
+        `cql_next_actions`). False: tf_agents' 2N terms.
 
     Raises:
       ValueError: If the action spec is not a single float `BoundedTensorSpec`
@@ -335,6 +347,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._log_cql_alpha_straight_through = log_cql_alpha_straight_through
     self._softmax_temperature = softmax_temperature
     self._cql_clip_diff = (float(cql_clip_diff_min), float(cql_clip_diff_max))
+    self._cql_next_state_samples = bool(cql_next_state_samples)
     self._bc_debug_mode = bc_debug_mode
     self._uniform_log_density = _uniform_log_density(
         action_spec, per_dimension_uniform_log_density)
@@ -419,32 +432,47 @@ class CqlSacAgent(sac_agent.SacAgent):
   # ---------------------------------------------------------------------------
   # Loss terms.
 
-  def sample_cql_actions(self, time_steps) -> CqlSamples:
+  def sample_cql_actions(self, time_steps, next_time_steps=None) -> CqlSamples:
     """Draws the N policy and N uniform actions per state (Appendix F).
 
     The policy is used in inference mode (training=False); no gradient reaches
     the actor through these samples because only critic variables are trained
-    on the CQL term.
+    on the CQL term. With `cql_next_state_samples`, N more policy actions are
+    drawn at `next_time_steps`.
 
     Args:
       time_steps: `TimeStep` with outer dim [B].
+      next_time_steps: `TimeStep` [B] of the next states; needed only with
+        `cql_next_state_samples`.
 
     Returns:
       `CqlSamples` with [B, N, A] actions and [B, N] log-probabilities.
+
+    Raises:
+      ValueError: With `cql_next_state_samples` and no `next_time_steps`.
     """
     n = self._num_cql_samples
-    distribution = self._action_distribution(time_steps, training=False)
-    policy_actions = self._sample_actions(distribution, (n,), _SEED_CQL_POLICY)
-    log_probs = common.log_probability(
-        distribution, policy_actions, self.action_spec)  # [N, B]
-    batch_size = tf.shape(log_probs)[1]
+    policy_actions, log_probs = self._policy_samples(time_steps, _SEED_CQL_POLICY)
+    batch_size = tf.shape(log_probs)[0]
     action_dim = self._action_spec.shape[-1]
     uniform_actions = self._sample_uniform_actions(
         tf.stack([batch_size, n, action_dim]))
-    return CqlSamples(
-        policy_actions=tf.transpose(policy_actions, [1, 0, 2]),
-        policy_log_probs=tf.transpose(log_probs),
-        uniform_actions=uniform_actions)
+    next_actions = next_log_probs = None
+    if self._cql_next_state_samples:
+      if next_time_steps is None:
+        raise ValueError('cql_next_state_samples=True needs the next states: pass '
+                         'next_time_steps to sample_cql_actions (and cql_loss).')
+      next_actions, next_log_probs = self._policy_samples(
+          next_time_steps, _SEED_CQL_NEXT_POLICY)
+    return CqlSamples(policy_actions, log_probs, uniform_actions, next_actions,
+                      next_log_probs)
+
+  def _policy_samples(self, time_steps, purpose: int):
+    """N actions ~ π(·|s) per state, [B, N, A], and their log π, [B, N]."""
+    distribution = self._action_distribution(time_steps, training=False)
+    actions = self._sample_actions(distribution, (self._num_cql_samples,), purpose)
+    log_probs = common.log_probability(distribution, actions, self.action_spec)  # [N, B]
+    return tf.transpose(actions, [1, 0, 2]), tf.transpose(log_probs)
 
   def _q_at_data_and_samples(self, time_steps, actions, samples: CqlSamples,
                              training: bool):
@@ -457,28 +485,37 @@ class CqlSacAgent(sac_agent.SacAgent):
     and computes each state's share once; any other TF-Agents critic gets
     B·(2N+1) rows with every state repeated, built once for both critics.
 
+    With `cql_next_state_samples` the N next-state policy samples follow
+    (3N+1 actions per state).
+
     Returns:
-      For Q1 and Q2: (q_data [B], q_policy [B, N], q_uniform [B, N]), float32.
+      For Q1 and Q2: (q_data [B], q_policy [B, N], q_uniform [B, N],
+      q_next_policy [B, N] or None), float32.
     """
     n = self._num_cql_samples
-    action_sets = tf.concat([actions[:, None, :], samples.policy_actions,
-                             samples.uniform_actions], axis=1)  # [B, 2N+1, A]
+    sampled = [samples.policy_actions, samples.uniform_actions]
+    if samples.next_policy_actions is not None:
+      sampled.append(samples.next_policy_actions)
+    action_sets = tf.concat([actions[:, None, :]] + sampled, axis=1)  # [B, 1+kN, A]
+    num_actions = 1 + n * len(sampled)
     critics = (self._critic_network_1, self._critic_network_2)
     if all(hasattr(critic, 'q_for_action_sets') for critic in critics):
       q_sets = [critic.q_for_action_sets(time_steps.observation, action_sets)
                 for critic in critics]
     else:
-      repeat = lambda x: tf.repeat(x, 2 * n + 1, axis=0)  # s0,...,s0,s1,... [B·(2N+1)]
+      repeat = lambda x: tf.repeat(x, num_actions, axis=0)  # s0,...,s0,s1,...
       observations = tf.nest.map_structure(repeat, time_steps.observation)
       flat_actions = tf.reshape(action_sets, [-1, self._action_spec.shape[-1]])
       batch_size = tf.shape(actions)[0]
       q_sets = [tf.reshape(_q_values(critic, observations, flat_actions,
                                      repeat(time_steps.step_type), training),
-                           [batch_size, 2 * n + 1])
+                           [batch_size, num_actions])
                 for critic in critics]
-    return [(q[:, 0], q[:, 1:n + 1], q[:, n + 1:]) for q in q_sets]
+    return [(q[:, 0], q[:, 1:n + 1], q[:, n + 1:2 * n + 1],
+             q[:, 2 * n + 1:] if len(sampled) == 3 else None) for q in q_sets]
 
-  def _cql_gap(self, q_data, q_policy, q_uniform, policy_log_probs):
+  def _cql_gap(self, q_data, q_policy, q_uniform, samples: CqlSamples,
+               q_next_policy=None):
     """Per-state CQL(H) gap of one critic (Kumar et al. 2020, eq. 4, App. F).
 
       lse(s) = (1/T)·log[ Σ_j exp(T·Q(s,a^π_j) − log π(a^π_j|s))
@@ -487,22 +524,26 @@ class CqlSacAgent(sac_agent.SacAgent):
 
     As in tf_agents (and the authors' code) there is no −log(2N) term, so the
     gap is offset by log(2N)/T from a normalized importance-sampling estimate.
-    With `cql_clip_diff_min/max`, gap(s) is clipped to that range (CORL).
+    With `cql_clip_diff_min/max`, gap(s) is clipped to that range (CORL). With
+    `cql_next_state_samples` the sum also runs over Σ_j exp(T·Q(s,a'_j) −
+    log π(a'_j|s')), a'_j ~ π(·|s') (CORL, JaxCQL).
 
     Args:
       q_data: float32 [B], Q at dataset actions.
       q_policy: float32 [B, N], Q at policy samples.
       q_uniform: float32 [B, N], Q at uniform samples.
-      policy_log_probs: float32 [B, N], log π of the policy samples.
+      samples: the `CqlSamples` (their log-probabilities).
+      q_next_policy: float32 [B, N], Q at the next-state policy samples, or None.
 
     Returns:
       float32 [B].
     """
     temperature = tf.cast(self._softmax_temperature, tf.float32)
-    terms = tf.concat([
-        temperature * q_policy - policy_log_probs,
-        temperature * q_uniform - self._uniform_log_density,
-    ], axis=1)
+    terms = [temperature * q_policy - samples.policy_log_probs,
+             temperature * q_uniform - self._uniform_log_density]
+    if q_next_policy is not None:
+      terms.append(temperature * q_next_policy - samples.next_policy_log_probs)
+    terms = tf.concat(terms, axis=1)
     gap = tf.reduce_logsumexp(terms, axis=1) / temperature - q_data
     if np.isfinite(self._cql_clip_diff).any():
       gap = tf.clip_by_value(gap, *self._cql_clip_diff)
@@ -514,7 +555,8 @@ class CqlSacAgent(sac_agent.SacAgent):
         per_example_loss=(gap_1 + gap_2) / 2.0).total_loss
 
   def cql_loss(self, time_steps, actions, training: bool = False,
-               samples: Optional[CqlSamples] = None) -> tf.Tensor:
+               samples: Optional[CqlSamples] = None,
+               next_time_steps=None) -> tf.Tensor:
     """Computes the CQL regularizer (unweighted) for a batch.
 
     Args:
@@ -522,14 +564,16 @@ class CqlSacAgent(sac_agent.SacAgent):
       actions: float32 [B, A], the dataset actions.
       training: Passed to the critics.
       samples: Optional `CqlSamples`; drawn with `sample_cql_actions` if None.
+      next_time_steps: `TimeStep` [B] of the next states (needed only with
+        `cql_next_state_samples` and no `samples`).
 
     Returns:
       float32 scalar: ½·Σ_k E_B[lse_k(s) − Q_k(s, a_data)].
     """
     if samples is None:
-      samples = self.sample_cql_actions(time_steps)
-    gaps = [self._cql_gap(q_data, q_policy, q_uniform, samples.policy_log_probs)
-            for q_data, q_policy, q_uniform in self._q_at_data_and_samples(
+      samples = self.sample_cql_actions(time_steps, next_time_steps)
+    gaps = [self._cql_gap(q_data, q_policy, q_uniform, samples, q_next)
+            for q_data, q_policy, q_uniform, q_next in self._q_at_data_and_samples(
                 time_steps, actions, samples, training)]
     return self._cql_loss_from_gaps(*gaps)
 
@@ -614,13 +658,12 @@ class CqlSacAgent(sac_agent.SacAgent):
     """The critic objective of one step, with one forward pass per critic."""
     td_targets = self._td_targets(next_time_steps, self._gamma,
                                   self._reward_scale_factor)
-    samples = self.sample_cql_actions(time_steps)
+    samples = self.sample_cql_actions(time_steps, next_time_steps)
     q_data, gaps = [], []
-    for i, (q, q_policy, q_uniform) in enumerate(self._q_at_data_and_samples(
+    for i, (q, q_policy, q_uniform, q_next) in enumerate(self._q_at_data_and_samples(
         time_steps, actions, samples, training), start=1):
       q_data.append(q)
-      gaps.append(self._cql_gap(q, q_policy, q_uniform,
-                                samples.policy_log_probs))
+      gaps.append(self._cql_gap(q, q_policy, q_uniform, samples, q_next))
       if self._debug_summaries:
         with tf.name_scope('cql_loss'):
           step = self.train_step_counter

@@ -122,6 +122,41 @@ def test_clipped_cql_gap_matches_numpy():
   assert abs(want - ref.cql_loss(*networks, *data, **kwargs)) > 1e-3  # The clip binds.
 
 
+@pytest.mark.parametrize('critic', CRITICS)
+def test_cql_loss_with_next_state_samples_matches_numpy(critic):
+  """cql_next_state_samples: N actions a' ~ π(·|s') scored at s with log π(a'|s'), 3N terms."""
+  rng = np.random.default_rng(6)
+  time_step_spec, action_spec = fx.make_specs()
+  agent = _agent(rng, time_step_spec, action_spec, cql_next_state_samples=True,
+                 critic_network=fx.make_critic(critic, time_step_spec, action_spec))
+  agent.injected[cql._SEED_CQL_NEXT_POLICY] = rng.uniform(-0.9, 0.9, size=(N, B, A))
+  batch = fx.random_batch(rng, B)
+  time_steps, actions, next_time_steps = fx.transition_parts(agent, batch)
+  got = agent.cql_loss(time_steps, actions, next_time_steps=next_time_steps)
+  kwargs = dict(temperature=1.0, uniform_log_density=-A * np.log(2.0), bounds=_bounds(agent))
+  args = (_critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
+          np.transpose(agent.injected[cql._SEED_CQL_POLICY], [1, 0, 2]),
+          agent.injected['uniform'])
+  want = ref.cql_loss(*args, next_observations=batch[4], next_policy_actions=np.transpose(
+      agent.injected[cql._SEED_CQL_NEXT_POLICY], [1, 0, 2]), **kwargs)
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+  assert abs(want - ref.cql_loss(*args, **kwargs)) > 1e-3  # The 3N terms change the loss.
+  with pytest.raises(ValueError, match='cql_next_state_samples=True needs the next states'):
+    agent.cql_loss(time_steps, actions)
+
+
+def test_train_step_uses_the_next_state_samples():
+  """The critic step's cql_loss (before the update) is the 3N-term cql_loss."""
+  rng = np.random.default_rng(7)
+  agent = _agent(rng, cql_next_state_samples=True)
+  agent.injected[cql._SEED_CQL_NEXT_POLICY] = rng.uniform(-0.9, 0.9, size=(N, B, A))
+  batch = fx.random_batch(rng, B)
+  time_steps, actions, next_time_steps = fx.transition_parts(agent, batch)
+  want = agent.cql_loss(time_steps, actions, next_time_steps=next_time_steps).numpy()
+  info = agent.train(fx.as_trajectory(batch))
+  np.testing.assert_allclose(info.extra.cql_loss.numpy(), want, rtol=RTOL, atol=ATOL)
+
+
 def test_clip_diff_range_must_be_ordered():
   with pytest.raises(ValueError, match=r'cql_clip_diff_min \(1.0\) must be <= '):
     fx.make_agent(cql_clip_diff_min=1.0, cql_clip_diff_max=0.0)
