@@ -176,6 +176,7 @@ class CqlSacAgent(sac_agent.SacAgent):
       cql_clip_diff_min: float = -np.inf,
       cql_clip_diff_max: float = np.inf,
       cql_next_state_samples: bool = False,
+      cql_importance_sample: bool = True,
   ):
     """Creates the agent.
 
@@ -256,6 +257,11 @@ class CqlSacAgent(sac_agent.SacAgent):
         T·Q(s, a') − log π(a'|s'), so the log-sum-exp runs over 3N terms
         (CORL's, JaxCQL's and Acme's CQL; CORL algorithms/offline/cql.py@eeeeef2,
         `cql_next_actions`). False: tf_agents' 2N terms.
+      cql_importance_sample: True: each sampled action's term is corrected
+        by its log-density (T·Q − log p, tf_agents and the paper's App. F).
+        False: CORL's `cql_importance_sample=False` (algorithms/offline/
+        cql.py@eeeeef2): raw T·Q over the uniform, dataset, (next-state) and
+        policy actions, 2N+1 (3N+1) terms, no density correction.
 
     Raises:
       ValueError: If the action spec is not a single float `BoundedTensorSpec`
@@ -348,6 +354,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._softmax_temperature = softmax_temperature
     self._cql_clip_diff = (float(cql_clip_diff_min), float(cql_clip_diff_max))
     self._cql_next_state_samples = bool(cql_next_state_samples)
+    self._cql_importance_sample = bool(cql_importance_sample)
     self._bc_debug_mode = bc_debug_mode
     self._uniform_log_density = _uniform_log_density(
         action_spec, per_dimension_uniform_log_density)
@@ -526,7 +533,9 @@ class CqlSacAgent(sac_agent.SacAgent):
     gap is offset by log(2N)/T from a normalized importance-sampling estimate.
     With `cql_clip_diff_min/max`, gap(s) is clipped to that range (CORL). With
     `cql_next_state_samples` the sum also runs over Σ_j exp(T·Q(s,a'_j) −
-    log π(a'_j|s')), a'_j ~ π(·|s') (CORL, JaxCQL).
+    log π(a'_j|s')), a'_j ~ π(·|s') (CORL, JaxCQL). Without
+    `cql_importance_sample` no log-density is subtracted and T·Q(s, a_data)
+    joins the sum (CORL).
 
     Args:
       q_data: float32 [B], Q at dataset actions.
@@ -539,10 +548,14 @@ class CqlSacAgent(sac_agent.SacAgent):
       float32 [B].
     """
     temperature = tf.cast(self._softmax_temperature, tf.float32)
-    terms = [temperature * q_policy - samples.policy_log_probs,
-             temperature * q_uniform - self._uniform_log_density]
-    if q_next_policy is not None:
-      terms.append(temperature * q_next_policy - samples.next_policy_log_probs)
+    if self._cql_importance_sample:
+      terms = [temperature * q_policy - samples.policy_log_probs,
+               temperature * q_uniform - self._uniform_log_density]
+      if q_next_policy is not None:
+        terms.append(temperature * q_next_policy - samples.next_policy_log_probs)
+    else:
+      terms = [temperature * q for q in (q_policy, q_uniform, q_data[:, None],
+                                         q_next_policy) if q is not None]
     terms = tf.concat(terms, axis=1)
     gap = tf.reduce_logsumexp(terms, axis=1) / temperature - q_data
     if np.isfinite(self._cql_clip_diff).any():

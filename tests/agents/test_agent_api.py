@@ -59,8 +59,9 @@ def test_constructor_matches_tf_agents_signature():
   assert [p.name for p in ours[len(theirs):]] == [
       'per_dimension_uniform_log_density', 'reward_noise_is_variance',
       'log_cql_alpha_straight_through', 'cql_clip_diff_min', 'cql_clip_diff_max',
-      'cql_next_state_samples']
-  assert [p.default for p in ours[len(theirs):]] == [False] * 3 + [-np.inf, np.inf, False]
+      'cql_next_state_samples', 'cql_importance_sample']
+  assert [p.default for p in ours[len(theirs):]] == [False] * 3 + [-np.inf, np.inf, False,
+                                                                   True]
 
 
 def test_loss_returns_cql_losses_without_training():

@@ -123,11 +123,14 @@ def test_clipped_cql_gap_matches_numpy():
 
 
 @pytest.mark.parametrize('critic', CRITICS)
-def test_cql_loss_with_next_state_samples_matches_numpy(critic):
-  """cql_next_state_samples: N actions a' ~ π(·|s') scored at s with log π(a'|s'), 3N terms."""
+@pytest.mark.parametrize('importance_sample', [True, False])
+def test_cql_loss_with_next_state_samples_matches_numpy(critic, importance_sample):
+  """cql_next_state_samples: N actions a' ~ π(·|s') scored at s with log π(a'|s'), 3N terms;
+  without importance sampling, raw T·Q at uniform, data, next-state and policy actions."""
   rng = np.random.default_rng(6)
   time_step_spec, action_spec = fx.make_specs()
   agent = _agent(rng, time_step_spec, action_spec, cql_next_state_samples=True,
+                 cql_importance_sample=importance_sample,
                  critic_network=fx.make_critic(critic, time_step_spec, action_spec))
   agent.injected[cql._SEED_CQL_NEXT_POLICY] = rng.uniform(-0.9, 0.9, size=(N, B, A))
   batch = fx.random_batch(rng, B)
@@ -138,9 +141,10 @@ def test_cql_loss_with_next_state_samples_matches_numpy(critic):
           np.transpose(agent.injected[cql._SEED_CQL_POLICY], [1, 0, 2]),
           agent.injected['uniform'])
   want = ref.cql_loss(*args, next_observations=batch[4], next_policy_actions=np.transpose(
-      agent.injected[cql._SEED_CQL_NEXT_POLICY], [1, 0, 2]), **kwargs)
+      agent.injected[cql._SEED_CQL_NEXT_POLICY], [1, 0, 2]),
+                      importance_sample=importance_sample, **kwargs)
   np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
-  assert abs(want - ref.cql_loss(*args, **kwargs)) > 1e-3  # The 3N terms change the loss.
+  assert abs(want - ref.cql_loss(*args, **kwargs)) > 1e-3  # The options change the loss.
   with pytest.raises(ValueError, match='cql_next_state_samples=True needs the next states'):
     agent.cql_loss(time_steps, actions)
 
@@ -155,6 +159,21 @@ def test_train_step_uses_the_next_state_samples():
   want = agent.cql_loss(time_steps, actions, next_time_steps=next_time_steps).numpy()
   info = agent.train(fx.as_trajectory(batch))
   np.testing.assert_allclose(info.extra.cql_loss.numpy(), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize('temperature', [1.0, 10.0])
+def test_cql_loss_without_importance_sampling_matches_numpy(temperature):
+  """CORL's cql_importance_sample=False with 2N: raw T·Q at uniform, policy and data actions."""
+  rng = np.random.default_rng(8)
+  agent = _agent(rng, cql_importance_sample=False, softmax_temperature=temperature)
+  batch = fx.random_batch(rng, B)
+  got = agent.cql_loss(*fx.transition_parts(agent, batch)[:2])
+  want = ref.cql_loss(
+      _critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
+      np.transpose(agent.injected[cql._SEED_CQL_POLICY], [1, 0, 2]), agent.injected['uniform'],
+      temperature=temperature, uniform_log_density=-A * np.log(2.0), bounds=_bounds(agent),
+      importance_sample=False)
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
 
 
 def test_clip_diff_range_must_be_ordered():
