@@ -49,9 +49,9 @@ from tf_agents.utils import nest_utils
 
 from benchmarks import data_throughput
 from benchmarks import kumar20_agent
-from cql_sac import envs
 from cql_sac import learner as learner_lib
 from cql_sac.agents import cql_sac_agent
+from cql_sac.data import d4rl
 from cql_sac.data import replay as replay_lib
 
 FORMAT_VERSION = 1
@@ -255,9 +255,8 @@ def export_grid(output_dir: str, env_name: str, actor: str, critics: Sequence[st
   Args mirror the flags. 'highest' precision is exported for float32 critics only (bfloat16
   matmuls have no TF32 mode).
   """
-  env = envs.load_env(env_name)
-  observation_dim = env.observation_spec().shape[0]
-  action_dim = env.action_spec().shape[0]
+  info = d4rl.get_dataset_info(env_name)  # The shapes, without building the simulator.
+  observation_dim, action_dim = info.observation_dim, info.action_dim
   steps = data_throughput.halfcheetah_shaped_steps(
       dataset_episodes, seed, observation_dim=observation_dim, action_dim=action_dim)
   replay = replay_lib.build_in_memory_replay(steps)
