@@ -28,6 +28,7 @@ reproducible, resumes with the same stream after a checkpoint restore, and a
 fused multi-step learner draws exactly what single `train()` calls draw.
 """
 
+import functools
 from typing import NamedTuple, Optional, Tuple
 
 import gin
@@ -52,7 +53,7 @@ class CqlSacLossInfo(NamedTuple):
     actor_loss: Actor loss times `actor_loss_weight` (BC loss during warm-up).
     alpha_loss: SAC temperature loss times `alpha_loss_weight`.
     cql_loss: Unweighted CQL gap, E_s[logsumexp_a Q(s,a)] − E_D[Q(s,a)], averaged
-      over the two critics (Kumar et al. 2020, eq. 4 with Appendix F).
+      over the critics (Kumar et al. 2020, eq. 4 with Appendix F).
     cql_alpha: The CQL weight α' used in this step's critic objective.
     cql_alpha_loss: Lagrange loss −α'·(cql_loss − cql_tau) (eq. 24); 0 without
       Lagrange.
@@ -101,6 +102,14 @@ _SEED_ALPHA = 5
 _SEED_REWARD_NOISE = 6
 _SEED_REPLAY = 7
 _SEED_CQL_NEXT_POLICY = 8
+
+
+def _integer_at_least(name: str, value, minimum: int, meaning: str) -> None:
+  """Raises ValueError unless `value` is a (non-bool) integer >= `minimum`."""
+  if isinstance(value, bool) or not isinstance(
+      value, (int, np.integer)) or value < minimum:
+    raise ValueError(
+        f'{name} must be an integer >= {minimum}, got {value!r}. {meaning}')
 
 
 def _positive_number(name: str, value) -> None:
@@ -177,6 +186,9 @@ class CqlSacAgent(sac_agent.SacAgent):
       cql_clip_diff_max: float = np.inf,
       cql_next_state_samples: bool = False,
       cql_importance_sample: bool = True,
+      max_target_backup: bool = False,
+      max_target_num_samples: Optional[int] = None,
+      num_critics: int = 2,
   ):
     """Creates the agent.
 
@@ -262,26 +274,46 @@ class CqlSacAgent(sac_agent.SacAgent):
         False: CORL's `cql_importance_sample=False` (algorithms/offline/
         cql.py@eeeeef2): raw T·Q over the uniform, dataset, (next-state) and
         policy actions, 2N+1 (3N+1) terms, no density correction.
+      max_target_backup: TD target from M actions a'_j ~ π(·|s') per next state:
+        y = reward_scale·r + γ·d·[max_j min_k Q̄_k(s', a'_j) − α·log π(a'_j*|s')],
+        j* the argmax, the entropy term only with `include_critic_entropy_term`
+        (CORL's and JaxCQL's `cql_max_target_backup`, algorithms/offline/
+        cql.py@eeeeef2; their AntMaze recipes). False: one a' ~ π(·|s').
+      max_target_num_samples: M, integer >= 1; None uses `num_cql_samples`
+        (CORL and JaxCQL use `cql_n_actions`). Only with `max_target_backup`.
+      num_critics: C >= 2 online critics, each with its target copy. Critics 3..C
+        are fresh copies of `critic_network` (`CriticNetwork3`, ...). The TD
+        target and the actor use min_k over all C (target) critics; the TD loss
+        sums f(y, Q_k) over the C critics (times `critic_loss_weight`); the CQL
+        term is each critic's gap averaged over the C critics, so each critic's
+        CQL weight relative to its TD weight is α'/(C·critic_loss_weight).
+        JRL's ensemble (google-research jrl/agents/cql/learning.py@1d4d2f1a:
+        TD = C·mean MSE, CQL = cql_alpha·mean over batch and critics) is
+        `critic_loss_weight=1` with the same `cql_alpha`. 2: SacAgent's twins.
 
     Raises:
       ValueError: If the action spec is not a single float `BoundedTensorSpec`
         of rank 1, if `num_cql_samples < 1`, `softmax_temperature <= 0`,
         `cql_alpha <= 0` with `use_lagrange_cql_alpha`, if
         `log_cql_alpha_clipping` is not (min, max) with min <= max, if
-        `cql_clip_diff_min > cql_clip_diff_max`, or if a network is recurrent
-        (has a non-empty `state_spec`).
+        `cql_clip_diff_min > cql_clip_diff_max`, `num_critics < 2`,
+        `max_target_num_samples < 1`, or if a network is recurrent (has a
+        non-empty `state_spec`).
     """
     if not cql_clip_diff_min <= cql_clip_diff_max:
       raise ValueError(
           f'cql_clip_diff_min ({cql_clip_diff_min}) must be <= cql_clip_diff_max '
           f'({cql_clip_diff_max}); they bound each state\'s CQL gap.')
     _validate_action_spec(action_spec)
-    if isinstance(num_cql_samples, bool) or not isinstance(
-        num_cql_samples, (int, np.integer)) or num_cql_samples < 1:
-      raise ValueError(
-          f'num_cql_samples must be an integer >= 1, got {num_cql_samples!r}. '
-          'It is the number of policy (and of uniform) action samples per '
-          'state; 10 is the paper\'s value.')
+    _integer_at_least(
+        'num_cql_samples', num_cql_samples, 1,
+        'It is the number of policy (and of uniform) action samples per state; '
+        '10 is the paper\'s value.')
+    _integer_at_least('num_critics', num_critics, 2,
+                      'CQL-SAC keeps at least the twin critics of SAC.')
+    if max_target_num_samples is not None:
+      _integer_at_least('max_target_num_samples', max_target_num_samples, 1,
+                        'It is the number of next-state actions of the max backup.')
     _positive_number('softmax_temperature', softmax_temperature)
     if use_lagrange_cql_alpha:
       try:
@@ -355,6 +387,13 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._cql_clip_diff = (float(cql_clip_diff_min), float(cql_clip_diff_max))
     self._cql_next_state_samples = bool(cql_next_state_samples)
     self._cql_importance_sample = bool(cql_importance_sample)
+    self._max_target_backup = bool(max_target_backup)
+    self._max_target_num_samples = int(max_target_num_samples or num_cql_samples)
+    self._extra_critic_networks, self._extra_target_critic_networks = (
+        self._make_extra_critics(critic_network, num_critics))
+    if num_critics > 2:
+      self._update_target = common.Periodically(
+          self._update_all_targets, target_update_period, 'update_targets')
     self._bc_debug_mode = bc_debug_mode
     self._uniform_log_density = _uniform_log_density(
         action_spec, per_dimension_uniform_log_density)
@@ -363,6 +402,56 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._random_seed = tf.Variable(
         tf.cast(random_seed, tf.int64), trainable=False, dtype=tf.int64,
         name='random_seed')
+
+  # ---------------------------------------------------------------------------
+  # The critic ensemble.
+
+  def _make_extra_critics(self, critic_network, num_critics: int):
+    """Critics 3..C and their targets: copies of `critic_network`, variables created."""
+    critic_spec = (self.time_step_spec.observation, self.action_spec)
+    critics, targets = [], []
+    for k in range(3, num_critics + 1):
+      critic = critic_network.copy(name=f'CriticNetwork{k}')
+      critic.create_variables(critic_spec)
+      critics.append(critic)
+      targets.append(common.maybe_copy_target_network_with_checks(
+          critic, None, input_spec=critic_spec, name=f'TargetCriticNetwork{k}'))
+    return critics, targets
+
+  @property
+  def _critics(self) -> Tuple:
+    """The C online critics, Q1 and Q2 first."""
+    return (self._critic_network_1, self._critic_network_2,
+            *self._extra_critic_networks)
+
+  @property
+  def _target_critics(self) -> Tuple:
+    """The C target critics, in the order of `_critics`."""
+    return (self._target_critic_network_1, self._target_critic_network_2,
+            *self._extra_target_critic_networks)
+
+  def _update_all_targets(self):
+    """Polyak update w̄ ← (1−τ)·w̄ + τ·w of every target critic (C > 2).
+
+    As SacAgent's updater, variables critic 2 shares with critic 1 are updated once.
+    """
+    pairs = [(self._critic_network_1.variables, self._target_critic_network_1.variables),
+             (common.deduped_network_variables(self._critic_network_2,
+                                               self._critic_network_1),
+              common.deduped_network_variables(self._target_critic_network_2,
+                                               self._target_critic_network_1))]
+    pairs += [(critic.variables, target.variables) for critic, target in zip(
+        self._extra_critic_networks, self._extra_target_critic_networks)]
+    return tf.group([common.soft_variables_update(
+        source, target, self._target_update_tau, tau_non_trainable=1.0)
+                     for source, target in pairs])
+
+  def _initialize(self):
+    """Copies every online critic into its target (SacAgent's, for all C)."""
+    super()._initialize()
+    for critic, target in zip(self._extra_critic_networks,
+                              self._extra_target_critic_networks):
+      common.soft_variables_update(critic.variables, target.variables, tau=1.0)
 
   # ---------------------------------------------------------------------------
   # Random draws: the seam through which tests inject fixed samples.
@@ -481,22 +570,47 @@ class CqlSacAgent(sac_agent.SacAgent):
     log_probs = common.log_probability(distribution, actions, self.action_spec)  # [N, B]
     return tf.transpose(actions, [1, 0, 2]), tf.transpose(log_probs)
 
-  def _q_at_data_and_samples(self, time_steps, actions, samples: CqlSamples,
-                             training: bool):
-    """Evaluates both critics at dataset and sampled actions, one call each.
+  def _q_at_action_sets(self, critics, time_steps, action_sets, training: bool):
+    """Evaluates critics at M actions per state, one call per critic.
 
-    Each critic sees the 2N+1 actions of every state (dataset action, N policy
-    samples, N uniform samples) in one call, so every layer is one large
-    matmul instead of three. A critic with `q_for_action_sets` (e.g.
-    `cql_sac.critic_network.MultiActionCriticNetwork`) takes them as [B, 2N+1, A]
-    and computes each state's share once; any other TF-Agents critic gets
-    B·(2N+1) rows with every state repeated, built once for both critics.
+    A critic with `q_for_action_sets` (e.g.
+    `cql_sac.critic_network.MultiActionCriticNetwork`) takes the actions as
+    [B, M, A] and computes each state's share once; any other TF-Agents critic
+    gets B·M rows with every state repeated, built once for all critics. Either
+    way every layer is one large matmul.
 
-    With `cql_next_state_samples` the N next-state policy samples follow
-    (3N+1 actions per state).
+    Args:
+      critics: Sequence of critic networks.
+      time_steps: `TimeStep` [B] of the states.
+      action_sets: float32 [B, M, A].
+      training: Passed to the critics without `q_for_action_sets`.
 
     Returns:
-      For Q1 and Q2: (q_data [B], q_policy [B, N], q_uniform [B, N],
+      A list, per critic, of float32 Q [B, M].
+    """
+    if all(hasattr(critic, 'q_for_action_sets') for critic in critics):
+      return [critic.q_for_action_sets(time_steps.observation, action_sets)
+              for critic in critics]
+    num_actions = action_sets.shape[1]  # Static: XLA needs the repeat count.
+    repeat = lambda x: tf.repeat(x, num_actions, axis=0)  # s0,...,s0,s1,...
+    observations = tf.nest.map_structure(repeat, time_steps.observation)
+    flat_actions = tf.reshape(action_sets, [-1, self._action_spec.shape[-1]])
+    step_types = repeat(time_steps.step_type)
+    return [tf.reshape(_q_values(critic, observations, flat_actions, step_types,
+                                 training), [-1, num_actions])
+            for critic in critics]
+
+  def _q_at_data_and_samples(self, time_steps, actions, samples: CqlSamples,
+                             training: bool):
+    """Evaluates every critic at dataset and sampled actions, one call each.
+
+    Each critic sees the 2N+1 actions of every state (dataset action, N policy
+    samples, N uniform samples) in one call (`_q_at_action_sets`). With
+    `cql_next_state_samples` the N next-state policy samples follow (3N+1
+    actions per state).
+
+    Returns:
+      For each of the C critics: (q_data [B], q_policy [B, N], q_uniform [B, N],
       q_next_policy [B, N] or None), float32.
     """
     n = self._num_cql_samples
@@ -504,20 +618,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     if samples.next_policy_actions is not None:
       sampled.append(samples.next_policy_actions)
     action_sets = tf.concat([actions[:, None, :]] + sampled, axis=1)  # [B, 1+kN, A]
-    num_actions = 1 + n * len(sampled)
-    critics = (self._critic_network_1, self._critic_network_2)
-    if all(hasattr(critic, 'q_for_action_sets') for critic in critics):
-      q_sets = [critic.q_for_action_sets(time_steps.observation, action_sets)
-                for critic in critics]
-    else:
-      repeat = lambda x: tf.repeat(x, num_actions, axis=0)  # s0,...,s0,s1,...
-      observations = tf.nest.map_structure(repeat, time_steps.observation)
-      flat_actions = tf.reshape(action_sets, [-1, self._action_spec.shape[-1]])
-      batch_size = tf.shape(actions)[0]
-      q_sets = [tf.reshape(_q_values(critic, observations, flat_actions,
-                                     repeat(time_steps.step_type), training),
-                           [batch_size, num_actions])
-                for critic in critics]
+    q_sets = self._q_at_action_sets(self._critics, time_steps, action_sets, training)
     return [(q[:, 0], q[:, 1:n + 1], q[:, n + 1:2 * n + 1],
              q[:, 2 * n + 1:] if len(sampled) == 3 else None) for q in q_sets]
 
@@ -562,10 +663,10 @@ class CqlSacAgent(sac_agent.SacAgent):
       gap = tf.clip_by_value(gap, *self._cql_clip_diff)
     return gap
 
-  def _cql_loss_from_gaps(self, gap_1, gap_2):
-    """Mean of the two critics' gaps over the global batch, float32 scalar."""
+  def _cql_loss_from_gaps(self, gaps):
+    """Mean of the C critics' gaps ([B] each) over critics and the global batch."""
     return common.aggregate_losses(
-        per_example_loss=(gap_1 + gap_2) / 2.0).total_loss
+        per_example_loss=tf.add_n(gaps) / float(len(gaps))).total_loss
 
   def cql_loss(self, time_steps, actions, training: bool = False,
                samples: Optional[CqlSamples] = None,
@@ -581,31 +682,34 @@ class CqlSacAgent(sac_agent.SacAgent):
         `cql_next_state_samples` and no `samples`).
 
     Returns:
-      float32 scalar: ½·Σ_k E_B[lse_k(s) − Q_k(s, a_data)].
+      float32 scalar: (1/C)·Σ_k E_B[lse_k(s) − Q_k(s, a_data)] over the C critics.
     """
     if samples is None:
       samples = self.sample_cql_actions(time_steps, next_time_steps)
     gaps = [self._cql_gap(q_data, q_policy, q_uniform, samples, q_next)
             for q_data, q_policy, q_uniform, q_next in self._q_at_data_and_samples(
                 time_steps, actions, samples, training)]
-    return self._cql_loss_from_gaps(*gaps)
+    return self._cql_loss_from_gaps(gaps)
 
   def _td_targets(self, next_time_steps, gamma, reward_scale_factor):
     """Soft Bellman targets y [B] (stop-gradient), float32.
 
       y = reward_scale·(r + ε) + γ·d·[min_k Q̄_k(s', a') − α·log π(a'|s')]
 
-    with a' ~ π(·|s'), the entropy term only if `include_critic_entropy_term`,
-    and ε ~ N(0, σ²) only if `reward_noise_variance` > 0 (σ per
-    `reward_noise_is_variance`).
+    with a' ~ π(·|s') and k over the C target critics, the entropy term only if
+    `include_critic_entropy_term`, and ε ~ N(0, σ²) only if
+    `reward_noise_variance` > 0 (σ per `reward_noise_is_variance`). With
+    `max_target_backup`, a' is the argmax over M samples (`_max_backup`).
     """
-    next_actions, next_log_pis = self._actions_and_log_probs(
-        next_time_steps, training=False, purpose=_SEED_TD_NEXT_ACTION)
-    target_q = tf.minimum(*[
-        _q_values(critic, next_time_steps.observation, next_actions,
-                  next_time_steps.step_type, training=False)
-        for critic in (self._target_critic_network_1,
-                       self._target_critic_network_2)])
+    if self._max_target_backup:
+      target_q, next_log_pis = self._max_backup(next_time_steps)
+    else:
+      next_actions, next_log_pis = self._actions_and_log_probs(
+          next_time_steps, training=False, purpose=_SEED_TD_NEXT_ACTION)
+      target_q = _minimum([
+          _q_values(critic, next_time_steps.observation, next_actions,
+                    next_time_steps.step_type, training=False)
+          for critic in self._target_critics])
     if self._include_critic_entropy_term:
       target_q -= tf.exp(self._log_alpha) * next_log_pis
     rewards = next_time_steps.reward
@@ -619,24 +723,40 @@ class CqlSacAgent(sac_agent.SacAgent):
         reward_scale_factor * rewards
         + gamma * next_time_steps.discount * target_q)
 
-  def _td_loss(self, q_1, q_2, td_targets, td_errors_loss_fn, weights):
-    """L_TD = E_B[f(y, Q1) + f(y, Q2)] + critic regularization, scalar."""
-    per_example = (td_errors_loss_fn(td_targets, q_1)
-                   + td_errors_loss_fn(td_targets, q_2))
+  def _max_backup(self, next_time_steps):
+    """max_j min_k Q̄_k(s', a'_j) over M samples a'_j ~ π(·|s'), and log π(a'_j*|s').
+
+    CORL's `cql_max_target_backup` (algorithms/offline/cql.py@eeeeef2).
+
+    Returns:
+      (target_q float32 [B], log π of each state's argmax sample float32 [B]).
+    """
+    distribution = self._action_distribution(next_time_steps, training=False)
+    actions = self._sample_actions(distribution, (self._max_target_num_samples,),
+                                   _SEED_TD_NEXT_ACTION)  # [M, B, A]
+    log_pis = tf.transpose(common.log_probability(distribution, actions,
+                                                  self.action_spec))  # [B, M]
+    q = _minimum(self._q_at_action_sets(
+        self._target_critics, next_time_steps, tf.transpose(actions, [1, 0, 2]),
+        training=False))  # [B, M]
+    best = tf.argmax(q, axis=1)
+    return (tf.gather(q, best, axis=1, batch_dims=1),
+            tf.gather(log_pis, best, axis=1, batch_dims=1))
+
+  def _td_loss(self, q_values, td_targets, td_errors_loss_fn, weights):
+    """L_TD = E_B[Σ_k f(y, Q_k)] over the C critics + critic regularization, scalar."""
+    per_example = tf.add_n([td_errors_loss_fn(td_targets, q) for q in q_values])
     if self._debug_summaries:
+      step = self.train_step_counter
       common.generate_tensor_summaries(
-          'td_errors', tf.concat([td_targets - q_1, td_targets - q_2], 0),
-          self.train_step_counter)
-      common.generate_tensor_summaries('td_targets', td_targets,
-                                       self.train_step_counter)
-      common.generate_tensor_summaries('pred_td_targets1', q_1,
-                                       self.train_step_counter)
-      common.generate_tensor_summaries('pred_td_targets2', q_2,
-                                       self.train_step_counter)
+          'td_errors', tf.concat([td_targets - q for q in q_values], 0), step)
+      common.generate_tensor_summaries('td_targets', td_targets, step)
+      for k, q in enumerate(q_values, start=1):
+        common.generate_tensor_summaries(f'pred_td_targets{k}', q, step)
     return common.aggregate_losses(
         per_example_loss=per_example, sample_weight=weights,
-        regularization_loss=(self._critic_network_1.losses
-                             + self._critic_network_2.losses)).total_loss
+        regularization_loss=[loss for critic in self._critics
+                             for loss in critic.losses]).total_loss
 
   def critic_loss(self, time_steps, actions, next_time_steps,
                   td_errors_loss_fn=tf.math.squared_difference, gamma=1.0,
@@ -657,14 +777,13 @@ class CqlSacAgent(sac_agent.SacAgent):
       training: Passed to the online critics.
 
     Returns:
-      float32 scalar E_B[f(y, Q1(s,a)) + f(y, Q2(s,a))].
+      float32 scalar E_B[Σ_k f(y, Q_k(s,a))] over the C critics.
     """
     td_targets = self._td_targets(next_time_steps, gamma, reward_scale_factor)
-    q_1, q_2 = [
-        _q_values(critic, time_steps.observation, actions,
-                  time_steps.step_type, training)
-        for critic in (self._critic_network_1, self._critic_network_2)]
-    return self._td_loss(q_1, q_2, td_targets, td_errors_loss_fn, weights)
+    q_values = [_q_values(critic, time_steps.observation, actions,
+                          time_steps.step_type, training)
+                for critic in self._critics]
+    return self._td_loss(q_values, td_targets, td_errors_loss_fn, weights)
 
   def _critic_terms(self, time_steps, actions, next_time_steps, weights,
                     training: bool) -> _CriticTerms:
@@ -687,8 +806,8 @@ class CqlSacAgent(sac_agent.SacAgent):
           tf.compat.v2.summary.scalar(f'q_original{i}', tf.reduce_mean(q),
                                       step=step)
     critic_loss = self._critic_loss_weight * self._td_loss(
-        q_data[0], q_data[1], td_targets, self._td_errors_loss_fn, weights)
-    cql_loss = self._cql_loss_from_gaps(*gaps)
+        q_data, td_targets, self._td_errors_loss_fn, weights)
+    cql_loss = self._cql_loss_from_gaps(gaps)
     cql_alpha = self._get_cql_alpha()
     objective = cql_alpha * cql_loss
     if not self._bc_debug_mode:
@@ -722,10 +841,10 @@ class CqlSacAgent(sac_agent.SacAgent):
                                       self.action_spec)
 
       def min_q():
-        return tf.minimum(*[
+        return _minimum([
             _q_values(critic, time_steps.observation, sampled_actions,
                       time_steps.step_type, training=False)
-            for critic in (self._critic_network_1, self._critic_network_2)])
+            for critic in self._critics])
 
       def data_log_prob():
         return common.log_probability(distribution, actions, self.action_spec)
@@ -800,8 +919,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     actions = policy_steps.action
 
     critic_variables = list(object_identity.ObjectIdentitySet(
-        self._critic_network_1.trainable_variables
-        + self._critic_network_2.trainable_variables))
+        [v for critic in self._critics for v in critic.trainable_variables]))
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(critic_variables)
       critic = self._critic_terms(time_steps, actions, next_time_steps,
@@ -912,6 +1030,11 @@ def _q_values(critic, observations, actions, step_types, training):
   q, _ = critic((observations, actions), step_type=step_types,
                 training=training)
   return tf.cast(q, tf.float32)
+
+
+def _minimum(values):
+  """Elementwise minimum over a list of same-shape tensors (min over critics)."""
+  return functools.reduce(tf.minimum, values)
 
 
 def _check_finite(loss: tf.Tensor, name: str) -> None:

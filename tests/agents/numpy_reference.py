@@ -44,10 +44,18 @@ def policy_log_prob(actor_layers, observations, actions, minimum, maximum):
 
 def td_loss(critics, target_critics, actor_layers, batch, next_actions, noise,
             *, gamma, reward_scale, noise_std, alpha, entropy_term, bounds):
-  """E_B[(y − Q1)² + (y − Q2)²] with y = s·(r + σε) + γd(min Q̄(s',a') − α log π)."""
+  """E_B[Σ_k (y − Q_k)²] with y = s·(r + σε) + γd(min_k Q̄_k(s',a') − α log π(a'|s')).
+
+  next_actions [B, A]: one a' per state. [B, M, A]: the max backup, a' the sample
+  with the largest min_k Q̄_k(s', a'_j), its own log π in the entropy term.
+  """
   s, a, r, d, s2 = batch
-  q_target = np.minimum(q_value(target_critics[0], s2, next_actions),
-                        q_value(target_critics[1], s2, next_actions))
+  if next_actions.ndim == 3:
+    tiled = np.repeat(s2[:, None, :], next_actions.shape[1], axis=1)
+    q_all = np.min([q_value(c, tiled, next_actions) for c in target_critics], axis=0)
+    best = np.argmax(q_all, axis=1)
+    next_actions = next_actions[np.arange(len(best)), best]
+  q_target = np.min([q_value(c, s2, next_actions) for c in target_critics], axis=0)
   if entropy_term:
     q_target = q_target - alpha * policy_log_prob(actor_layers, s2, next_actions, *bounds)
   y = reward_scale * (r + noise_std * noise) + gamma * d * q_target
@@ -58,7 +66,7 @@ def cql_loss(critics, actor_layers, observations, actions, policy_actions,
              uniform_actions, *, temperature, uniform_log_density, bounds,
              clip_diff=(-np.inf, np.inf), next_observations=None,
              next_policy_actions=None, importance_sample=True):
-  """½ Σ_k E_B[clip((1/T)·logsumexp_j(T·Q_k − log p) − Q_k(s, a_data), clip_diff)].
+  """(1/C) Σ_k E_B[clip((1/T)·logsumexp_j(T·Q_k − log p) − Q_k(s, a_data), clip_diff)].
 
   With next_policy_actions [B, N, A] (a' ~ π(·|s')), their terms T·Q_k(s, a') −
   log π(a'|s') join the sum (3N terms). importance_sample=False: raw T·Q_k at the
@@ -89,7 +97,7 @@ def cql_loss(critics, actor_layers, observations, actions, policy_actions,
     peak = terms.max(axis=1, keepdims=True)
     lse = (peak[:, 0] + np.log(np.exp(terms - peak).sum(axis=1))) / temperature
     gaps.append(np.clip(lse - q_data, *clip_diff))
-  return np.mean((gaps[0] + gaps[1]) / 2.0)
+  return np.mean(np.mean(gaps, axis=0))
 
 
 def actor_loss(critics, actor_layers, observations, data_actions, sampled_actions,
@@ -99,8 +107,7 @@ def actor_loss(critics, actor_layers, observations, data_actions, sampled_action
   if behaviour_cloning:
     target = policy_log_prob(actor_layers, observations, data_actions, *bounds)
   else:
-    target = np.minimum(q_value(critics[0], observations, sampled_actions),
-                        q_value(critics[1], observations, sampled_actions))
+    target = np.min([q_value(c, observations, sampled_actions) for c in critics], axis=0)
   return np.mean(alpha * log_pi - target)
 
 

@@ -18,6 +18,10 @@ from tests.agents import agent_fixtures as fx
     (dict(use_lagrange_cql_alpha=True, cql_alpha=-2.0),
      r'cql_alpha must be > 0, got -2.0'),
     (dict(log_cql_alpha_clipping=(3.0, 1.0)), r'log_cql_alpha_clipping must be'),
+    (dict(num_critics=1), r'num_critics must be an integer >= 2, got 1'),
+    (dict(num_critics=3.0), r'num_critics must be an integer >= 2, got 3.0'),
+    (dict(max_target_backup=True, max_target_num_samples=0),
+     r'max_target_num_samples must be an integer >= 1, got 0'),
 ])
 def test_bad_arguments_raise_value_error(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -59,9 +63,10 @@ def test_constructor_matches_tf_agents_signature():
   assert [p.name for p in ours[len(theirs):]] == [
       'per_dimension_uniform_log_density', 'reward_noise_is_variance',
       'log_cql_alpha_straight_through', 'cql_clip_diff_min', 'cql_clip_diff_max',
-      'cql_next_state_samples', 'cql_importance_sample']
-  assert [p.default for p in ours[len(theirs):]] == [False] * 3 + [-np.inf, np.inf, False,
-                                                                   True]
+      'cql_next_state_samples', 'cql_importance_sample', 'max_target_backup',
+      'max_target_num_samples', 'num_critics']
+  assert [p.default for p in ours[len(theirs):]] == [False] * 3 + [
+      -np.inf, np.inf, False, True, False, None, 2]
 
 
 def test_loss_returns_cql_losses_without_training():

@@ -6,6 +6,7 @@ weights alone (tests/agents/numpy_reference.py).
 """
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cql_sac.agents import cql_sac_agent as cql
 from tests.agents import agent_fixtures as fx
@@ -40,13 +41,13 @@ def _bounds(agent):
           np.broadcast_to(spec.maximum, spec.shape).astype(np.float64))
 
 
-def _critics(agent):
-  return [fx.layers(agent._critic_network_1), fx.layers(agent._critic_network_2)]
+def _critics(agent, targets=False):
+  return [fx.layers(c) for c in (agent._target_critics if targets else agent._critics)]
 
 
 def _perturb_targets(agent, rng):
   """Make the target critics differ from the online ones."""
-  for net in (agent._target_critic_network_1, agent._target_critic_network_2):
+  for net in agent._target_critics:
     for v in net.trainable_variables:
       v.assign_add(0.1 * rng.normal(size=v.shape).astype(np.float32))
 
@@ -276,3 +277,71 @@ def test_behaviour_cloning_switches_exactly_at_num_bc_steps():
         behaviour_cloning=bc, bounds=_bounds(agent))
     np.testing.assert_allclose(agent.actor_loss(time_steps, actions).numpy(),
                                want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize('critic', CRITICS)
+@pytest.mark.parametrize('entropy_term', [False, True])
+def test_max_target_backup_matches_numpy(entropy_term, critic):
+  """max_target_backup: M = 3 actions a'_j ~ π(·|s'), max_j min_k Q̄_k(s', a'_j), and the
+  log π of that argmax sample in the entropy term (CORL)."""
+  rng = np.random.default_rng(9)
+  tf.keras.utils.set_random_seed(9)  # Critic weights independent of earlier tests.
+  time_step_spec, action_spec = fx.make_specs()
+  agent = _agent(rng, time_step_spec, action_spec, max_target_backup=True,
+                 max_target_num_samples=3, include_critic_entropy_term=entropy_term,
+                 critic_network=fx.make_critic(critic, time_step_spec, action_spec))
+  agent.injected[cql._SEED_TD_NEXT_ACTION] = rng.uniform(-0.9, 0.9, size=(3, B, A))
+  _perturb_targets(agent, rng)
+  batch = fx.random_batch(rng, B)
+  batch = batch[:3] + (np.ones(B),) + batch[4:]  # No terminals: every state's backup counts.
+  got = agent.critic_loss(*fx.transition_parts(agent, batch), gamma=0.9)
+  kwargs = dict(gamma=0.9, reward_scale=1.0, noise_std=0.0, alpha=np.exp(0.3),
+                entropy_term=entropy_term, bounds=_bounds(agent))
+  args = (_critics(agent), _critics(agent, targets=True), fx.layers(agent._actor_network),
+          batch)
+  next_actions = np.transpose(agent.injected[cql._SEED_TD_NEXT_ACTION], [1, 0, 2])
+  want = ref.td_loss(*args, next_actions, np.zeros(B), **kwargs)
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+  # The argmax differs between states, so taking any one sample would change the loss.
+  for j in range(3):
+    assert abs(want - ref.td_loss(*args, next_actions[:, j], np.zeros(B), **kwargs)) > 1e-4
+
+
+@pytest.mark.parametrize('num_critics', [3, 5])
+def test_critic_ensemble_matches_numpy(num_critics):
+  """C critics: TD loss Σ_k over C with min over C targets, CQL gap averaged over C, actor
+  min over C; one train step moves every target by Polyak τ towards its critic."""
+  rng = np.random.default_rng(10)
+  agent = _agent(rng, num_critics=num_critics, target_update_tau=0.25)
+  _perturb_targets(agent, rng)
+  batch = fx.random_batch(rng, B)
+  time_steps, actions, next_time_steps = fx.transition_parts(agent, batch)
+  critics, targets = _critics(agent), _critics(agent, targets=True)
+  assert len(critics) == len(targets) == num_critics
+  assert len({c[0][0].tobytes() for c in critics}) == num_critics  # Distinct weights.
+  actor = fx.layers(agent._actor_network)
+  bounds = _bounds(agent)
+  np.testing.assert_allclose(
+      agent.critic_loss(time_steps, actions, next_time_steps, gamma=0.9).numpy(),
+      ref.td_loss(critics, targets, actor, batch, agent.injected[cql._SEED_TD_NEXT_ACTION],
+                  np.zeros(B), gamma=0.9, reward_scale=1.0, noise_std=0.0, alpha=0.0,
+                  entropy_term=False, bounds=bounds), rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(
+      agent.cql_loss(time_steps, actions).numpy(),
+      ref.cql_loss(critics, actor, batch[0], batch[1],
+                   np.transpose(agent.injected[cql._SEED_CQL_POLICY], [1, 0, 2]),
+                   agent.injected['uniform'], temperature=1.0,
+                   uniform_log_density=-A * np.log(2.0), bounds=bounds),
+      rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(
+      agent.actor_loss(time_steps, actions).numpy(),
+      ref.actor_loss(critics, actor, batch[0], batch[1], agent.injected[cql._SEED_ACTOR],
+                     alpha=np.exp(0.3), behaviour_cloning=False, bounds=bounds),
+      rtol=RTOL, atol=ATOL)
+  agent.train(fx.as_trajectory(batch))
+  for k, (critic, target, old) in enumerate(zip(
+      _critics(agent), _critics(agent, targets=True), targets)):
+    for (w, b), (tw, tb), (ow, ob) in zip(critic, target, old):
+      np.testing.assert_allclose(tw, 0.75 * ow + 0.25 * w, rtol=RTOL, atol=ATOL)
+      np.testing.assert_allclose(tb, 0.75 * ob + 0.25 * b, rtol=RTOL, atol=ATOL)
+    assert not np.allclose(critic[0][0], critics[k][0][0])  # Every critic was trained.
