@@ -43,6 +43,10 @@ class MultiActionCriticNetwork(network.Network):
       matmuls in bfloat16 (the thin first layer, the variables and the
       returned Q stay float32).
     name: Variable scope name.
+    orthogonal_init: Orthogonal kernels, gain √2 for the hidden layers and 1e-2 for
+      the output (CORL's `orthogonal_init`, algorithms/offline/cql.py@eeeeef2,
+      `init_module_weights`; JaxCQL's). Biases are zero either way. False:
+      glorot-uniform kernels, as `CriticNetwork`.
 
   Raises:
     ValueError: If the specs are not two rank-1 float specs, if there are no
@@ -50,7 +54,8 @@ class MultiActionCriticNetwork(network.Network):
   """
 
   def __init__(self, input_tensor_spec, joint_fc_layer_params: Sequence[int] = (256, 256),
-               compute_dtype: str = 'float32', name: str = 'CriticNetwork'):
+               compute_dtype: str = 'float32', name: str = 'CriticNetwork',
+               orthogonal_init: bool = False):
     super().__init__(input_tensor_spec=input_tensor_spec, state_spec=(), name=name)
     observation_spec, action_spec = _split_specs(input_tensor_spec)
     if not joint_fc_layer_params:
@@ -63,14 +68,17 @@ class MultiActionCriticNetwork(network.Network):
     self._matmul_dtype = _COMPUTE_DTYPES[compute_dtype]
     widths = [self._observation_dim + action_spec.shape[0]] + list(joint_fc_layer_params)
     self._kernels, self._biases = [], []
+    hidden_init, output_init = (
+        (lambda: tf.keras.initializers.Orthogonal(gain=2 ** 0.5),
+         lambda: tf.keras.initializers.Orthogonal(gain=1e-2)) if orthogonal_init
+        else (tf.keras.initializers.GlorotUniform,) * 2)
     for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
-      self._kernels.append(self._weight(f'dense{i}/kernel', [fan_in, fan_out]))
-      self._biases.append(self._weight(f'dense{i}/bias', [fan_out], zeros=True))
-    self._value_kernel = self._weight('value/kernel', [widths[-1], 1])
-    self._value_bias = self._weight('value/bias', [1], zeros=True)
+      self._kernels.append(self._weight(f'dense{i}/kernel', [fan_in, fan_out], hidden_init()))
+      self._biases.append(self._weight(f'dense{i}/bias', [fan_out], 'zeros'))
+    self._value_kernel = self._weight('value/kernel', [widths[-1], 1], output_init())
+    self._value_bias = self._weight('value/bias', [1], 'zeros')
 
-  def _weight(self, name, shape, zeros=False):
-    initializer = 'zeros' if zeros else tf.keras.initializers.GlorotUniform()
+  def _weight(self, name, shape, initializer):
     return self.add_weight(name=name, shape=shape, dtype=tf.float32,
                            initializer=initializer, trainable=True)
 

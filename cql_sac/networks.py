@@ -8,6 +8,10 @@ layers, linear Q output, glorot-uniform kernels) computed once per state for the
 2N+1 actions of CQL's critic step. All four critics (two online, two targets) are
 built here, so the agent copies none.
 
+Anchor options (off by default): orthogonal initialization of the critics and,
+separately, of the actor, and CORL's and JaxCQL's log-std head
+(`LogStdTanhNormalProjectionNetwork`) in place of TF-Agents' exp(raw) head.
+
 Mixed precision: with `compute_dtype='bfloat16'` the critics, which take
 about 95% of a CQL step's FLOPs (they see B·(2N+1) rows, the actor B), run
 their matmuls in bfloat16 while keeping float32 variables and returning float32
@@ -15,9 +19,11 @@ Q-values. The actor stays float32 (its tanh-Normal log-densities need the
 precision and `TanhNormalProjectionNetwork` requires float32 inputs).
 """
 
+import functools
 from typing import NamedTuple, Sequence
 
 import gin
+import tensorflow as tf
 from tf_agents.agents.sac import tanh_normal_projection_network
 from tf_agents.networks import actor_distribution_network
 from tf_agents.networks import network
@@ -34,11 +40,64 @@ class CqlSacNetworks(NamedTuple):
   target_critic_2: network.Network
 
 
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+class LogStdTanhNormalProjectionNetwork(
+    tanh_normal_projection_network.TanhNormalProjectionNetwork):
+  """Tanh-squashed Gaussian head with CORL's and JaxCQL's log-std parametrization.
+
+  One linear layer gives (mean, raw) [B, A] each; log σ = clip(m·raw + o, −20, 2)
+  with trainable scalars m (initial `log_std_multiplier`) and o (initial
+  `log_std_offset`), σ = exp(log σ); actions are squashed into the spec as in
+  TF-Agents' `TanhNormalProjectionNetwork`, whose distribution this returns.
+  Sources: CORL algorithms/offline/cql.py@eeeeef2 (`TanhGaussianPolicy`,
+  `Scalar`), JaxCQL SimpleSAC/model.py@bac4299. m = 0 starts every state at
+  σ = exp(o) (JaxCQL's AntMaze recipe, young-geng/CQL issue 2).
+
+  Args:
+    sample_spec: float32 `BoundedTensorSpec` [A] of actions.
+    log_std_multiplier: Initial m (float).
+    log_std_offset: Initial o (float), nats.
+    orthogonal_init: Output kernel orthogonal with gain 1e-2 (JaxCQL's
+      `orthogonal_init`); False: variance scaling 1e-2, fan-in, uniform (JaxCQL's
+      default). Bias zero.
+    name: Variable scope name.
+  """
+
+  def __init__(self, sample_spec, log_std_multiplier: float = 1.0,
+               log_std_offset: float = -1.0, orthogonal_init: bool = False,
+               name: str = 'LogStdTanhNormalProjectionNetwork'):
+    super().__init__(sample_spec, std_transform=self._std_from_raw, name=name)
+    kernel_initializer = (
+        tf.keras.initializers.Orthogonal(gain=1e-2) if orthogonal_init else
+        tf.keras.initializers.VarianceScaling(1e-2, mode='fan_in', distribution='uniform'))
+    self._projection_layer = tf.keras.layers.Dense(
+        sample_spec.shape.num_elements() * 2, kernel_initializer=kernel_initializer,
+        name='projection_layer')
+    self._log_std_multiplier = self.add_weight(
+        name='log_std_multiplier', shape=[], dtype=tf.float32,
+        initializer=tf.keras.initializers.Constant(log_std_multiplier))
+    self._log_std_offset = self.add_weight(
+        name='log_std_offset', shape=[], dtype=tf.float32,
+        initializer=tf.keras.initializers.Constant(log_std_offset))
+
+  def _std_from_raw(self, raw: tf.Tensor) -> tf.Tensor:
+    """σ = exp(clip(m·raw + o, −20, 2)), float32 [..., A]."""
+    return tf.exp(tf.clip_by_value(
+        self._log_std_multiplier * raw + self._log_std_offset, LOG_STD_MIN, LOG_STD_MAX))
+
+
 @gin.configurable
 def make_networks(observation_spec, action_spec,
                   actor_fc_layers: Sequence[int] = (256, 256),
                   critic_joint_fc_layers: Sequence[int] = (256, 256, 256),
-                  compute_dtype: str = 'float32') -> CqlSacNetworks:
+                  compute_dtype: str = 'float32',
+                  critic_orthogonal_init: bool = False,
+                  actor_orthogonal_init: bool = False,
+                  actor_log_std_head: bool = False,
+                  log_std_multiplier: float = 1.0,
+                  log_std_offset: float = -1.0) -> CqlSacNetworks:
   """Builds the actor and critic networks.
 
   Args:
@@ -48,6 +107,17 @@ def make_networks(observation_spec, action_spec,
     critic_joint_fc_layers: Hidden layer widths of each critic.
     compute_dtype: 'float32', or 'bfloat16' for bfloat16 critic matmuls with
       float32 variables.
+    critic_orthogonal_init: Orthogonal critic kernels, gain √2 hidden and 1e-2
+      output, zero biases (CORL's and JaxCQL's `orthogonal_init`).
+    actor_orthogonal_init: The same for the actor's hidden layers (gain √2) and,
+      with `actor_log_std_head`, its output layer (1e-2). Separate from the
+      critics' because CORL's flag never reaches its actor (cql.py@eeeeef2
+      l.338) while JaxCQL's covers both.
+    actor_log_std_head: `LogStdTanhNormalProjectionNetwork` (CORL, JaxCQL) as the
+      actor's head; False: TF-Agents' `TanhNormalProjectionNetwork` (σ = exp(raw)).
+    log_std_multiplier: Initial m of that head (CORL's, JaxCQL's
+      `policy_log_std_multiplier`).
+    log_std_offset: Initial o of that head (their fixed −1).
 
   Returns:
     `CqlSacNetworks`; pass them to `CqlSacAgent` as `actor_network`,
@@ -59,12 +129,19 @@ def make_networks(observation_spec, action_spec,
       observation or action spec is not a rank-1 float spec (flatten dict
       observations first).
   """
+  head = tanh_normal_projection_network.TanhNormalProjectionNetwork
+  if actor_log_std_head:
+    head = functools.partial(
+        LogStdTanhNormalProjectionNetwork, log_std_multiplier=log_std_multiplier,
+        log_std_offset=log_std_offset, orthogonal_init=actor_orthogonal_init)
   actor = actor_distribution_network.ActorDistributionNetwork(
       observation_spec, action_spec, fc_layer_params=tuple(actor_fc_layers),
-      continuous_projection_net=(
-          tanh_normal_projection_network.TanhNormalProjectionNetwork))
+      kernel_initializer=(tf.keras.initializers.Orthogonal(gain=2 ** 0.5)
+                          if actor_orthogonal_init else None),
+      continuous_projection_net=head)
   critics = [MultiActionCriticNetwork((observation_spec, action_spec),
-                                      tuple(critic_joint_fc_layers), compute_dtype, name=name)
+                                      tuple(critic_joint_fc_layers), compute_dtype, name=name,
+                                      orthogonal_init=critic_orthogonal_init)
              for name in ('CriticNetwork', 'CriticNetwork2', 'TargetCriticNetwork1',
                           'TargetCriticNetwork2')]
   return CqlSacNetworks(actor, *critics)

@@ -66,8 +66,12 @@ def make_agent(agent_class=cql_sac_agent.CqlSacAgent, time_step_spec=None,
 
 
 def layers(network):
-  """[(kernel, bias), ...] as float64 NumPy arrays, in layer order."""
-  values = [v.numpy().astype(np.float64) for v in network.trainable_variables]
+  """[(kernel, bias), ...] as float64 NumPy arrays, in layer order.
+
+  `network`: a network, or its list of (kernel, bias) variables in layer order.
+  """
+  variables = getattr(network, 'trainable_variables', network)
+  values = [v.numpy().astype(np.float64) for v in variables]
   return list(zip(values[0::2], values[1::2]))
 
 

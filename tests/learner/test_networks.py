@@ -48,3 +48,92 @@ def test_unknown_compute_dtype_raises():
   with pytest.raises(ValueError, match="compute_dtype must be one of .* 'float16'"):
     networks_lib.make_networks(time_step_spec.observation, action_spec,
                                compute_dtype='float16')
+
+
+def _singular_values(kernel):
+  return np.linalg.svd(kernel.numpy(), compute_uv=False)
+
+
+def test_orthogonal_init_of_critics_and_actor():
+  """Hidden kernels orthogonal with gain √2 (every singular value √2), outputs 1e-2, zero
+  biases (CORL's `init_module_weights`); the actor's switch is separate."""
+  time_step_spec, action_spec = fx.make_specs()
+  nets = networks_lib.make_networks(
+      time_step_spec.observation, action_spec, (16, 8), (16, 8),
+      critic_orthogonal_init=True, actor_log_std_head=True)
+  for critic in nets[1:]:
+    critic.create_variables()
+  *hidden, value_kernel, value_bias = [v for v in nets.critic_1.variables]
+  for kernel in hidden[0::2]:
+    np.testing.assert_allclose(_singular_values(kernel), np.sqrt(2.0), rtol=1e-5)
+  np.testing.assert_allclose(_singular_values(value_kernel), 1e-2, rtol=1e-5)
+  for bias in hidden[1::2] + [value_bias]:
+    np.testing.assert_array_equal(bias.numpy(), 0.0)
+  nets.actor.create_variables()
+  first_actor_kernel = nets.actor.trainable_variables[0]
+  assert np.ptp(_singular_values(first_actor_kernel)) > 0.1  # Glorot, not orthogonal.
+
+  nets = networks_lib.make_networks(
+      time_step_spec.observation, action_spec, (16, 8), (16, 8),
+      actor_orthogonal_init=True, actor_log_std_head=True)
+  nets.actor.create_variables()
+  nets.critic_1.create_variables()
+  kernels = [v for v in nets.actor.trainable_variables if 'kernel' in v.name]
+  for kernel in kernels[:-1]:
+    np.testing.assert_allclose(_singular_values(kernel), np.sqrt(2.0), rtol=1e-5)
+  np.testing.assert_allclose(_singular_values(kernels[-1]), 1e-2, rtol=1e-5)
+  assert np.ptp(_singular_values(nets.critic_1.variables[0])) > 0.1
+
+
+def _head_stddev_and_loc(actor, observations):
+  distribution, _ = actor(observations, step_type=(), network_state=(), training=False)
+  normal = distribution.input_distribution
+  return normal.stddev().numpy(), normal.mean().numpy()
+
+
+@pytest.mark.parametrize('multiplier,offset', [(0.5, -0.3), (0.0, -1.0), (40.0, 0.0)])
+def test_log_std_head_matches_numpy(multiplier, offset):
+  """log σ = clip(m·raw + o, −20, 2) on the head's linear output (CORL, JaxCQL); m = 0 gives
+  σ = exp(o) everywhere; m = 40 drives the clip at both ends."""
+  time_step_spec, action_spec = fx.make_specs()
+  nets = networks_lib.make_networks(
+      time_step_spec.observation, action_spec, (16,), (16,), actor_log_std_head=True,
+      log_std_multiplier=multiplier, log_std_offset=offset)
+  nets.actor.create_variables()
+  rng = np.random.default_rng(3)
+  for v in nets.actor.trainable_variables:  # Outputs away from zero, so the clip binds.
+    if v.shape.rank:
+      v.assign(rng.normal(size=v.shape).astype(np.float32))
+  observations = rng.normal(size=(6, fx.OBS_DIM)).astype(np.float32)
+  stddev, loc = _head_stddev_and_loc(nets.actor, observations)
+  variables = nets.actor.trainable_variables
+  scalars = {v.name.split('/')[-1].split(':')[0]: float(v.numpy()) for v in variables
+             if v.shape.rank == 0}
+  (hidden_kernel, hidden_bias), (out_kernel, out_bias) = fx.layers(
+      [v for v in variables if v.shape.rank])
+  out = np.maximum(observations @ hidden_kernel + hidden_bias, 0) @ out_kernel + out_bias
+  raw = out[:, 2:]
+  want = np.exp(np.clip(scalars['log_std_multiplier'] * raw + scalars['log_std_offset'],
+                        -20.0, 2.0))
+  np.testing.assert_allclose(loc, out[:, :2], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(stddev, want, rtol=1e-5)
+  if multiplier == 0.0:
+    np.testing.assert_allclose(stddev, np.exp(-1.0), rtol=1e-6)
+  if multiplier == 40.0:
+    assert (stddev == np.float32(np.exp(2.0))).any() and (stddev < 1e-8).any()
+
+
+def test_log_std_head_scalars_are_trained():
+  time_step_spec, action_spec = fx.make_specs()
+  nets = networks_lib.make_networks(time_step_spec.observation, action_spec, (16,), (16,),
+                                    actor_log_std_head=True)
+  agent = fx.make_agent(time_step_spec=time_step_spec, action_spec=action_spec,
+                        actor_network=nets.actor, critic_network=nets.critic_1)
+  scalars = [v for v in agent._actor_network.trainable_variables if v.shape.rank == 0]
+  assert sorted(v.name.split('/')[-1] for v in scalars) == [
+      'log_std_multiplier:0', 'log_std_offset:0']
+  before = [v.numpy() for v in scalars]
+  rng = np.random.default_rng(4)
+  for _ in range(3):
+    agent.train(fx.as_trajectory(fx.random_batch(rng, 16)))
+  assert all(v.numpy() != b for v, b in zip(scalars, before))
