@@ -17,9 +17,10 @@ concat(observation, action) and a linear output; the first kernel is one
 and bias per layer, then the output layer's), so weights copy between the two with `zip`.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import gin
+import numpy as np
 import tensorflow as tf
 from tf_agents.networks import network
 
@@ -47,15 +48,22 @@ class MultiActionCriticNetwork(network.Network):
       the output (CORL's `orthogonal_init`, algorithms/offline/cql.py@eeeeef2,
       `init_module_weights`; JaxCQL's). Biases are zero either way. False:
       glorot-uniform kernels, as `CriticNetwork`.
+    observation_mean: float [O] or None. With `observation_std`, the network sees
+      (observation − mean)/std (`cql_sac.data.normalization`, CORL's `normalize`);
+      constants of the graph, not variables.
+    observation_std: float [O] (> 0) or None.
 
   Raises:
     ValueError: If the specs are not two rank-1 float specs, if there are no
-      hidden layers, or if `compute_dtype` is unknown.
+      hidden layers, if `compute_dtype` is unknown, or if only one of
+      `observation_mean` and `observation_std` is given.
   """
 
   def __init__(self, input_tensor_spec, joint_fc_layer_params: Sequence[int] = (256, 256),
                compute_dtype: str = 'float32', name: str = 'CriticNetwork',
-               orthogonal_init: bool = False):
+               orthogonal_init: bool = False,
+               observation_mean: Optional[Sequence[float]] = None,
+               observation_std: Optional[Sequence[float]] = None):
     super().__init__(input_tensor_spec=input_tensor_spec, state_spec=(), name=name)
     observation_spec, action_spec = _split_specs(input_tensor_spec)
     if not joint_fc_layer_params:
@@ -65,6 +73,7 @@ class MultiActionCriticNetwork(network.Network):
       raise ValueError(f'compute_dtype must be one of {tuple(_COMPUTE_DTYPES)}, got '
                        f'{compute_dtype!r}.')
     self._observation_dim = observation_spec.shape[0]
+    self._normalize = normalization_layer(observation_mean, observation_std)
     self._matmul_dtype = _COMPUTE_DTYPES[compute_dtype]
     widths = [self._observation_dim + action_spec.shape[0]] + list(joint_fc_layer_params)
     self._kernels, self._biases = [], []
@@ -98,6 +107,8 @@ class MultiActionCriticNetwork(network.Network):
       float32 Q-values [B, M].
     """
     cast = lambda x: tf.cast(x, self._matmul_dtype)
+    if self._normalize is not None:
+      observation = self._normalize(observation)
     first_kernel = self._kernels[0]
     batch_size, num_actions = tf.shape(actions)[0], tf.shape(actions)[1]
     # The first layer runs in float32 in both modes: its matmuls are thin (O and A rows of
@@ -143,6 +154,27 @@ class MultiActionCriticNetwork(network.Network):
     del step_type, training
     observation, action = inputs
     return self.q_for_action_sets(observation, action[:, None, :])[:, 0], network_state
+
+
+def normalization_layer(mean: Optional[Sequence[float]], std: Optional[Sequence[float]]):
+  """A Keras `Normalization` layer computing (x − mean)/std, or None without statistics.
+
+  Args:
+    mean: float [O] or None.
+    std: float [O], > 0, or None.
+
+  Returns:
+    `tf.keras.layers.Normalization` (its variance is std², so it divides by std), or None.
+
+  Raises:
+    ValueError: If exactly one of `mean` and `std` is None.
+  """
+  if (mean is None) != (std is None):
+    raise ValueError('Pass both observation_mean and observation_std, or neither.')
+  if mean is None:
+    return None
+  return tf.keras.layers.Normalization(
+      mean=np.asarray(mean, np.float32), variance=np.square(np.asarray(std, np.float32)))
 
 
 def _split_specs(input_tensor_spec):

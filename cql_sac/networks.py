@@ -20,7 +20,7 @@ precision and `TanhNormalProjectionNetwork` requires float32 inputs).
 """
 
 import functools
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import gin
 import tensorflow as tf
@@ -29,6 +29,8 @@ from tf_agents.networks import actor_distribution_network
 from tf_agents.networks import network
 
 from cql_sac.critic_network import MultiActionCriticNetwork
+from cql_sac.critic_network import normalization_layer
+from cql_sac.data.normalization import ObservationStatistics
 
 
 class CqlSacNetworks(NamedTuple):
@@ -97,7 +99,9 @@ def make_networks(observation_spec, action_spec,
                   actor_orthogonal_init: bool = False,
                   actor_log_std_head: bool = False,
                   log_std_multiplier: float = 1.0,
-                  log_std_offset: float = -1.0) -> CqlSacNetworks:
+                  log_std_offset: float = -1.0,
+                  observation_statistics: Optional[ObservationStatistics] = None
+                  ) -> CqlSacNetworks:
   """Builds the actor and critic networks.
 
   Args:
@@ -118,6 +122,10 @@ def make_networks(observation_spec, action_spec,
     log_std_multiplier: Initial m of that head (CORL's, JaxCQL's
       `policy_log_std_multiplier`).
     log_std_offset: Initial o of that head (their fixed −1).
+    observation_statistics: Dataset `ObservationStatistics` (mean, std + 1e-3): every
+      network then normalizes its observations itself, (s − mean)/std (CORL's
+      `normalize`), so the replay, SavedModel policies and evaluation take raw
+      observations. None: no normalization.
 
   Returns:
     `CqlSacNetworks`; pass them to `CqlSacAgent` as `actor_network`,
@@ -134,14 +142,17 @@ def make_networks(observation_spec, action_spec,
     head = functools.partial(
         LogStdTanhNormalProjectionNetwork, log_std_multiplier=log_std_multiplier,
         log_std_offset=log_std_offset, orthogonal_init=actor_orthogonal_init)
+  mean, std = observation_statistics or (None, None)
   actor = actor_distribution_network.ActorDistributionNetwork(
       observation_spec, action_spec, fc_layer_params=tuple(actor_fc_layers),
+      preprocessing_layers=normalization_layer(mean, std),
       kernel_initializer=(tf.keras.initializers.Orthogonal(gain=2 ** 0.5)
                           if actor_orthogonal_init else None),
       continuous_projection_net=head)
   critics = [MultiActionCriticNetwork((observation_spec, action_spec),
                                       tuple(critic_joint_fc_layers), compute_dtype, name=name,
-                                      orthogonal_init=critic_orthogonal_init)
+                                      orthogonal_init=critic_orthogonal_init,
+                                      observation_mean=mean, observation_std=std)
              for name in ('CriticNetwork', 'CriticNetwork2', 'TargetCriticNetwork1',
                           'TargetCriticNetwork2')]
   return CqlSacNetworks(actor, *critics)

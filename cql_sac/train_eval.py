@@ -24,6 +24,7 @@ names and defaults of the TF-Agents reference `cql_sac_train_eval`.
 
 import difflib
 import inspect
+import math
 import os
 import re
 import sys
@@ -50,6 +51,8 @@ from cql_sac import eval as cql_eval
 
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.data.loading import load_episodes
+from cql_sac.data.normalization import corl_reward_scale
+from cql_sac.data.normalization import observation_statistics
 from cql_sac.data.replay import build_in_memory_replay
 from cql_sac.data.replay import build_replay
 from cql_sac.data.steps import read_episode_steps
@@ -115,6 +118,8 @@ def train_eval(
     use_lagrange_cql_alpha: bool = True,
     log_cql_alpha_clipping: Optional[Tuple[types.Float, types.Float]] = None,
     softmax_temperature: types.Float = 1.0,
+    normalize_observations: bool = False,
+    normalize_rewards: bool = False,
     # Data and Reverb replay params
     reward_shift: types.Float = 0.0,
     action_clipping: Optional[Tuple[types.Float, types.Float]] = None,
@@ -174,6 +179,12 @@ def train_eval(
     use_lagrange_cql_alpha: Whether α' is tuned by dual gradient descent.
     log_cql_alpha_clipping: (min, max) clip of log α' when read, or None.
     softmax_temperature: T multiplying Q inside the CQL log-sum-exp.
+    normalize_observations: Every network sees (s − mean)/(std + 1e-3) with the dataset's
+      statistics (CORL's `normalize`; `cql_sac.data.normalization`), inside the networks,
+      so SavedModel policies and evaluation take raw observations.
+    normalize_rewards: Multiply `reward_scale_factor` by CORL's locomotion factor
+      1000/(max − min episode return) of the dataset (`normalize_reward`);
+      `reward_shift` stays in environment reward units (added before scaling).
     reward_shift: Added to every dataset reward before it is stored in Reverb.
     action_clipping: (min, max) clip of dataset actions, or None.
     data_prefetch: Batches prefetched from Reverb.
@@ -206,13 +217,16 @@ def train_eval(
     A `TrainEvalResult`.
 
   Raises:
-    ConfigError: Before anything is written, for an unwritable `root_dir`, an unknown
+    ConfigError: Before anything is written, for a numeric argument out of range or an
+      agent argument the agent rejects, for an unwritable `root_dir`, an unknown
       environment or dataset, a dataset that does not match the environment, or an
       unreadable checkpoint in `root_dir`, `sample_in_loop` with a remote replay or several
-      devices; after restoring, for a checkpoint written
+      devices, normalization on a dataset with a constant observation dimension or equal
+      episode returns; after restoring, for a checkpoint written
       with different network shapes.
   """
   # 1. Check every input before writing anything.
+  _check_numbers(locals())
   _check_root_dir(root_dir)
   if sample_in_loop and (replay_server_address or tpu or use_gpu and len(
       tf.config.list_logical_devices('GPU')) > 1):
@@ -244,6 +258,14 @@ def train_eval(
   logging.info('Dataset: %d episodes, %d transitions, mean episode return %.2f',
                dataset_stats.num_episodes, dataset_stats.num_transitions,
                dataset_stats.mean_episode_return)
+  try:
+    observation_stats = observation_statistics(episodes) if normalize_observations else None
+    if normalize_rewards:
+      reward_scale_factor *= corl_reward_scale(dataset_stats.min_episode_return,
+                                               dataset_stats.max_episode_return)
+      logging.info('Reward normalization: reward_scale_factor %.6g', reward_scale_factor)
+  except ValueError as e:
+    raise ConfigError(f'--dataset_name={dataset_name}: {e}') from e
   _check_checkpoint(os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
 
   # 2. Every transition of the dataset goes into Reverb (or, with sample_in_loop, stays in
@@ -275,8 +297,10 @@ def train_eval(
     with strategy.scope():
       train_step = train_utils.create_train_step()
       networks = make_networks(observation_spec, action_spec, actor_fc_layers=actor_fc_layers,
-                               critic_joint_fc_layers=critic_joint_fc_layers)
-      agent = agent_class(
+                               critic_joint_fc_layers=critic_joint_fc_layers,
+                               observation_statistics=observation_stats)
+      agent = _make_agent(
+          agent_class,
           time_step_spec, action_spec,
           actor_network=networks.actor,
           critic_network=networks.critic_1,
@@ -306,7 +330,6 @@ def train_eval(
           critic_network_2=networks.critic_2,
           target_critic_network=networks.target_critic_1,
           target_critic_network_2=networks.target_critic_2)
-      agent.initialize()
 
     # 4. The Learner restores the last checkpoint (agent, optimizers, α, α', train step)
     # and saves one every `checkpoint_interval` steps; the trigger exports policies.
@@ -378,6 +401,72 @@ def train_eval(
       dataset_num_episodes=dataset_stats.num_episodes,
       dataset_num_transitions=dataset_stats.num_transitions,
       dataset_mean_episode_return=dataset_stats.mean_episode_return)
+
+
+# train_eval's numeric arguments and what each allows (`_check_numbers`).
+_POSITIVE = ('actor_learning_rate', 'critic_learning_rate', 'alpha_learning_rate',
+             'cql_alpha_learning_rate', 'softmax_temperature')
+_NON_NEGATIVE = ('cql_alpha', 'reward_noise_variance')
+_FINITE = ('reward_scale_factor', 'cql_tau', 'reward_shift')
+_INTEGERS_AT_LEAST = {
+    'num_gradient_updates': 0, 'batch_size': 1, 'bc_steps': 0, 'num_cql_samples': 1,
+    'data_prefetch': 1, 'policy_save_interval': 1, 'summary_interval': 1,
+    'checkpoint_interval': 1, 'max_checkpoints_to_keep': 1, 'learner_iterations_per_call': 1,
+    'eval_episodes': 0}
+
+
+def _check_numbers(arguments: Dict[str, object]) -> None:
+  """Checks train_eval's numeric arguments (its `locals()` on entry) against their ranges.
+
+  Raises:
+    ConfigError: Naming the first argument out of range, what it allows, and the gin binding.
+  """
+  def fail(name, allowed):
+    raise ConfigError(f'train_eval.{name} must be {allowed}, got {arguments[name]!r}. Set it in '
+                      f'the gin file or with --gin_bindings="train_eval.{name} = ...".')
+
+  def number(name):
+    value = arguments[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      try:
+        value = float(value.numpy())  # A tf.Variable (gin can pass one).
+      except AttributeError:
+        fail(name, 'a number')
+    return float(value)
+
+  for name, minimum in _INTEGERS_AT_LEAST.items():
+    value = arguments[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+      fail(name, f'an integer >= {minimum}')
+  data_take = arguments['data_take']
+  if data_take is not None and (isinstance(data_take, bool) or not isinstance(data_take, int)
+                                or data_take < 1):
+    fail('data_take', 'None (the whole dataset) or an integer >= 1')
+  for name in _POSITIVE:
+    if not number(name) > 0:
+      fail(name, '> 0')
+  for name in _NON_NEGATIVE:
+    if not number(name) >= 0:
+      fail(name, '>= 0')
+  for name in _FINITE:
+    if not math.isfinite(number(name)):
+      fail(name, 'a finite number')
+
+
+def _make_agent(agent_class, *args, **kwargs):
+  """`agent_class(*args, **kwargs)`, initialized; its ValueErrors become ConfigErrors.
+
+  Raises:
+    ConfigError: For an argument the agent rejects (e.g. a gin binding of
+      `cql_sac.agents.cql_sac_agent.CqlSacAgent.num_critics = 1`), before anything is
+      written.
+  """
+  try:
+    agent = agent_class(*args, **kwargs)
+  except ValueError as e:
+    raise ConfigError(f'{agent_class.__name__}: {e}') from e
+  agent.initialize()
+  return agent
 
 
 def _check_root_dir(root_dir: str) -> None:

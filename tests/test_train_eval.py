@@ -4,6 +4,7 @@ The binaries run as subprocesses (as a user runs them) with tiny networks; bad-i
 call `train_eval` in-process. Together about 2-3 minutes on 2 CPU cores.
 """
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -220,6 +221,60 @@ def test_bad_env_or_dataset_fails_before_touching_root_dir(
   before = snapshot(existing_root_dir)
   with pytest.raises(train_eval.ConfigError, match=message):
     small_train_eval(existing_root_dir, dataset_dir, **overrides)
+  assert snapshot(existing_root_dir) == before
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(batch_size=0), r'train_eval.batch_size must be an integer >= 1, got 0\. Set it'),
+    (dict(softmax_temperature=-1.0), r'train_eval.softmax_temperature must be > 0, got -1.0'),
+    (dict(critic_learning_rate=0.0), r'train_eval.critic_learning_rate must be > 0, got 0.0'),
+    (dict(num_cql_samples=2.5), r'train_eval.num_cql_samples must be an integer >= 1, got 2.5'),
+    (dict(data_take=0), r'train_eval.data_take must be None \(the whole dataset\) or an'),
+    (dict(cql_alpha=-1.0), r'train_eval.cql_alpha must be >= 0, got -1.0'),
+    (dict(reward_shift=float('nan')), r'train_eval.reward_shift must be a finite number'),
+    (dict(learner_iterations_per_call=0), r'learner_iterations_per_call must be an integer >= 1'),
+])
+def test_numbers_out_of_range_fail_before_touching_root_dir(tmp_path, dataset_dir, overrides,
+                                                            message):
+  """Before: batch_size=0 failed inside Reverb after root_dir/policies and train/ existed."""
+  root_dir = tmp_path / 'new_run'
+  with pytest.raises(train_eval.ConfigError, match=message):
+    small_train_eval(str(root_dir), dataset_dir, **overrides)
+  assert not root_dir.exists()
+
+
+@pytest.mark.parametrize('bindings, message', [
+    (['num_critics = 1'], r'CqlSacAgent: num_critics must be an integer >= 2, got 1'),
+    (['cql_clip_diff_min = 1.0', 'cql_clip_diff_max = 0.0'],
+     r'CqlSacAgent: cql_clip_diff_min \(1.0\) must be <= cql_clip_diff_max \(0.0\)'),
+    (['max_target_backup = True', 'max_target_num_samples = 0'],
+     r'max_target_num_samples must be an integer >= 1, got 0'),
+])
+def test_agent_arguments_out_of_range_fail_before_touching_root_dir(
+    existing_root_dir, dataset_dir, bindings, message):
+  gin.parse_config([f'cql_sac.agents.cql_sac_agent.CqlSacAgent.{b}' for b in bindings])
+  before = snapshot(existing_root_dir)
+  with pytest.raises(train_eval.ConfigError, match=message):
+    small_train_eval(existing_root_dir, dataset_dir)
+  assert snapshot(existing_root_dir) == before
+
+
+def test_normalization_on_a_constant_observation_dimension(existing_root_dir, dataset_dir,
+                                                           monkeypatch):
+  """A dimension with std 0 is named; the run stops before writing."""
+  read = train_eval.read_episode_steps
+
+  def with_constant_dimension(*args):
+    steps = read(*args)
+    observation = steps.observation.copy()
+    observation[:, 4] = 0.5
+    return dataclasses.replace(steps, observation=observation)
+
+  monkeypatch.setattr(train_eval, 'read_episode_steps', with_constant_dimension)
+  before = snapshot(existing_root_dir)
+  with pytest.raises(train_eval.ConfigError,
+                     match=r'Observation dimension\(s\) \[4\] are constant over the dataset'):
+    small_train_eval(existing_root_dir, dataset_dir, normalize_observations=True)
   assert snapshot(existing_root_dir) == before
 
 
