@@ -17,7 +17,7 @@ concat(observation, action) and a linear output; the first kernel is one
 and bias per layer, then the output layer's), so weights copy between the two with `zip`.
 """
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import gin
 import numpy as np
@@ -154,6 +154,54 @@ class MultiActionCriticNetwork(network.Network):
     del step_type, training
     observation, action = inputs
     return self.q_for_action_sets(observation, action[:, None, :])[:, 0], network_state
+
+
+def q_values(critic, observations, actions, step_types, training: bool = False) -> tf.Tensor:
+  """Q(s, a) of any TF-Agents critic as float32 [rows], whatever its compute dtype.
+
+  Args:
+    critic: A critic network called as `critic((observations, actions), step_type)`.
+    observations: float32 [rows, O] (or the critic's observation nest).
+    actions: float32 [rows, A].
+    step_types: int32 [rows] (or `()`).
+    training: Passed to the critic.
+
+  Returns:
+    float32 [rows] (bfloat16 critics of `cql_sac.networks` are cast back).
+  """
+  q, _ = critic((observations, actions), step_type=step_types, training=training)
+  return tf.cast(q, tf.float32)
+
+
+def q_at_action_sets(critics, time_steps, action_sets: tf.Tensor,
+                     training: bool = False) -> List[tf.Tensor]:
+  """Evaluates critics at M actions per state, one call per critic.
+
+  A critic with `q_for_action_sets` (`MultiActionCriticNetwork`) takes the actions as
+  [B, M, A] and computes each state's share once; any other TF-Agents critic gets B·M
+  rows with every state repeated, built once for all critics. Either way every layer is
+  one large matmul.
+
+  Args:
+    critics: Sequence of critic networks.
+    time_steps: `TimeStep` [B] of the states.
+    action_sets: float32 [B, M, A], M static.
+    training: Passed to the critics without `q_for_action_sets`.
+
+  Returns:
+    A list, per critic, of float32 Q [B, M].
+  """
+  if all(hasattr(critic, 'q_for_action_sets') for critic in critics):
+    return [critic.q_for_action_sets(time_steps.observation, action_sets)
+            for critic in critics]
+  num_actions = action_sets.shape[1]  # Static: XLA needs the repeat count.
+  repeat = lambda x: tf.repeat(x, num_actions, axis=0)  # s0,...,s0,s1,...
+  observations = tf.nest.map_structure(repeat, time_steps.observation)
+  flat_actions = tf.reshape(action_sets, [-1, action_sets.shape[-1]])
+  step_types = repeat(time_steps.step_type)
+  return [tf.reshape(q_values(critic, observations, flat_actions, step_types, training),
+                     [-1, num_actions])
+          for critic in critics]
 
 
 def normalization_layer(mean: Optional[Sequence[float]], std: Optional[Sequence[float]]):

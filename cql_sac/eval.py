@@ -24,6 +24,7 @@ from tf_agents.train import actor
 from tf_agents.train import learner
 
 from cql_sac import cli
+from cql_sac import policies
 from cql_sac.data.d4rl import d4rl_normalized_score
 from cql_sac.envs import load_env
 
@@ -137,16 +138,21 @@ def metric_results(eval_actor: actor.Actor) -> Dict[str, float]:
   return {m.name: float(m.result()) for m in eval_actor.metrics}
 
 
-def load_policy(policy_dir: str) -> py_tf_eager_policy.SavedModelPyTFEagerPolicy:
-  """Loads a greedy policy saved by `cql_sac_train_eval`, with its latest weights.
+def load_policy(policy_dir: str,
+                q_filter: bool = False) -> py_tf_eager_policy.SavedModelPyTFEagerPolicy:
+  """Loads a greedy (or Q-filtered) policy saved by `cql_sac_train_eval`, with its latest
+  weights.
 
   `cql_sac_train_eval` writes the SavedModels once, at the start, and then variable
-  checkpoints every `policy_save_interval` steps under `policies/checkpoints/`; this
-  loads the SavedModel and then the latest of those checkpoints.
+  checkpoints every `policy_save_interval` steps under `policies/checkpoints/` (and
+  `policies/q_filtered_checkpoints/`); this loads the SavedModel and then the latest of
+  those checkpoints.
 
   Args:
-    policy_dir: `<root_dir>/policies` (its `greedy_policy` is used), or a SavedModel
-      directory itself (e.g. `<root_dir>/policies/policy`).
+    policy_dir: `<root_dir>/policies` (its `greedy_policy` is used, or with `q_filter` its
+      `q_filtered_policy`), or a SavedModel directory itself (e.g.
+      `<root_dir>/policies/policy`).
+    q_filter: Load the Q-filtered policy of a run with `train_eval.eval_with_q_filter`.
 
   Returns:
     The policy as a PyPolicy.
@@ -154,18 +160,25 @@ def load_policy(policy_dir: str) -> py_tf_eager_policy.SavedModelPyTFEagerPolicy
   Raises:
     ValueError: If no saved policy is found at `policy_dir`.
   """
-  greedy_dir = os.path.join(policy_dir, learner.GREEDY_POLICY_SAVED_MODEL_DIR)
-  if tf.io.gfile.exists(os.path.join(greedy_dir, 'saved_model.pb')):
-    saved_model_dir, policies_dir = greedy_dir, policy_dir
-  elif tf.io.gfile.exists(os.path.join(policy_dir, 'saved_model.pb')):
+  name, checkpoints_name = (
+      (policies.Q_FILTERED_POLICY_DIR, policies.Q_FILTERED_CHECKPOINT_DIR) if q_filter else
+      (learner.GREEDY_POLICY_SAVED_MODEL_DIR, learner.POLICY_CHECKPOINT_DIR))
+  named_dir = os.path.join(policy_dir, name)
+  if tf.io.gfile.exists(os.path.join(named_dir, 'saved_model.pb')):
+    saved_model_dir, policies_dir = named_dir, policy_dir
+  elif not q_filter and tf.io.gfile.exists(os.path.join(policy_dir, 'saved_model.pb')):
     saved_model_dir, policies_dir = policy_dir, os.path.dirname(policy_dir.rstrip('/'))
+  elif q_filter:
+    raise ValueError(
+        f'No Q-filtered policy at {named_dir}: train with '
+        '--gin_bindings="train_eval.eval_with_q_filter = True", or drop --q_filter.')
   else:
     raise ValueError(
         f'No saved policy at {policy_dir}: pass --policy_dir=<root_dir>/policies of a '
         'cql_sac_train_eval run, or one of its SavedModel directories.')
   policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(
       saved_model_dir, load_specs_from_pbtxt=True)
-  checkpoint_dir = os.path.join(policies_dir, learner.POLICY_CHECKPOINT_DIR)
+  checkpoint_dir = os.path.join(policies_dir, checkpoints_name)
   checkpoints = sorted(tf.io.gfile.glob(os.path.join(checkpoint_dir, 'policy_checkpoint_*')))
   if checkpoints:
     policy.update_from_checkpoint(checkpoints[-1])
@@ -191,11 +204,12 @@ class EvalResult(NamedTuple):
 
 
 def evaluate(policy_dir: str, env_name: str, num_episodes: int,
-             seed: Optional[int] = None) -> EvalResult:
+             seed: Optional[int] = None, q_filter: bool = False) -> EvalResult:
   """Runs a saved policy for `num_episodes` episodes in the real environment.
 
   Args:
     policy_dir: See `load_policy`.
+    q_filter: See `load_policy`.
     env_name: D4RL environment name (e.g. 'hopper-medium-v2').
     num_episodes: Number of full episodes to run.
     seed: Optional environment seed.
@@ -207,7 +221,7 @@ def evaluate(policy_dir: str, env_name: str, num_episodes: int,
     ValueError: For an unknown `env_name` or when no policy is found.
   """
   env = load_env(env_name, seed=seed)
-  policy = load_policy(policy_dir)
+  policy = load_policy(policy_dir, q_filter)
   train_step = tf.Variable(policy.get_train_step(), dtype=tf.int64)
   eval_actor = make_eval_actor(env, policy, env_name, num_episodes, train_step)
   eval_actor.run()
@@ -231,7 +245,8 @@ def main(argv: Sequence[str]) -> None:
   """
   args = cli.start_main(argv)
   try:
-    result = evaluate(args.policy_dir, args.env_name, args.num_episodes, args.seed)
+    result = evaluate(args.policy_dir, args.env_name, args.num_episodes, args.seed,
+                      args.q_filter)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   print(f'policy: {args.policy_dir} (train step {result.train_step})')
@@ -254,6 +269,8 @@ def run() -> None:
                       required=True)
   flags.DEFINE_integer('num_episodes', 10, 'Number of episodes to run.', lower_bound=1)
   flags.DEFINE_integer('seed', None, 'Environment seed.')
+  flags.DEFINE_bool('q_filter', False, 'Run the Q-filtered policy (policies/q_filtered_policy) '
+                    'of a run trained with train_eval.eval_with_q_filter.')
   cli.list_flags_in_help(__name__)
   app.run(main)
 

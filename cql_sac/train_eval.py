@@ -60,6 +60,8 @@ from cql_sac.data.validation import validate_episodes
 from cql_sac.envs import load_env
 from cql_sac.learner import CqlLearner
 from cql_sac.networks import make_networks
+from cql_sac.policies import QFilteredPolicy
+from cql_sac.policies import QFilteredPolicySaveTrigger
 
 # Flags passed on to `train_eval` when given on the command line.
 _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updates',
@@ -138,6 +140,8 @@ def train_eval(
     max_checkpoints_to_keep: int = 3,
     learner_iterations_per_call: int = 500,
     eval_episodes: int = 10,
+    eval_with_q_filter: bool = False,
+    num_eval_samples: int = 10,
     debug_summaries: bool = False,
     summarize_grads_and_vars: bool = False,
     seed: Optional[int] = None,
@@ -209,6 +213,11 @@ def train_eval(
       (`cql_sac.learner.CqlLearner`, which samples K batches at a time; gin
       `CqlLearner.jit_compile` compiles the loop with XLA).
     eval_episodes: Episodes per evaluation; 0 turns evaluation off.
+    eval_with_q_filter: Evaluate JRL's Q-filtered policy (`cql_sac.policies.QFilteredPolicy`:
+      the best of `num_eval_samples` policy and as many uniform actions by the min over
+      the critics) instead of the greedy one, and export it to
+      policies/q_filtered_policy (`cql_sac_eval --q_filter`).
+    num_eval_samples: Policy samples per state of the Q-filter (JRL's, 10).
     debug_summaries: Whether the agent writes its debug summaries.
     summarize_grads_and_vars: Whether the agent writes gradient and variable summaries.
     seed: Seeds TensorFlow, NumPy, the agent and the environment; None for random.
@@ -227,16 +236,18 @@ def train_eval(
   """
   # 1. Check every input before writing anything.
   _check_numbers(locals())
-  _check_root_dir(root_dir)
   if sample_in_loop and (replay_server_address or tpu or use_gpu and len(
       tf.config.list_logical_devices('GPU')) > 1):
     raise ConfigError('train_eval.sample_in_loop samples in this process on one device; drop '
                       '--replay_server_address (and --tpu), or set '
                       'train_eval.sample_in_loop = False for several devices.')
-  if sample_in_loop and not issubclass(agent_class, CqlSacAgent):
-    raise ConfigError(f'train_eval.sample_in_loop needs cql_sac\'s CqlSacAgent (its replay '
-                      f'seed), not {agent_class.__module__}.{agent_class.__name__}; set '
-                      'train_eval.sample_in_loop = False for a reference run.')
+  for option, value, needs in (('sample_in_loop', sample_in_loop, 'its replay seed'),
+                               ('eval_with_q_filter', eval_with_q_filter, 'its critics')):
+    if value and not issubclass(agent_class, CqlSacAgent):
+      raise ConfigError(f'train_eval.{option} needs cql_sac\'s CqlSacAgent ({needs}), not '
+                        f'{agent_class.__module__}.{agent_class.__name__}; set '
+                        f'train_eval.{option} = False for a reference run.')
+  _check_root_dir(root_dir)
   logging.info('Training CQL-SAC on %s from %s into %s', env_name, dataset_name, root_dir)
   if seed is not None:  # Python's, NumPy's and TF's generators: Keras' unseeded initializers
     tf.keras.utils.set_random_seed(seed)  # draw from Python's `random`.
@@ -333,9 +344,14 @@ def train_eval(
 
     # 4. The Learner restores the last checkpoint (agent, optimizers, α, α', train step)
     # and saves one every `checkpoint_interval` steps; the trigger exports policies.
-    policy_trigger = triggers.PolicySavedModelTrigger(
-        os.path.join(root_dir, learner.POLICY_SAVED_MODEL_DIR), agent, train_step,
-        interval=policy_save_interval)
+    policies_dir = os.path.join(root_dir, learner.POLICY_SAVED_MODEL_DIR)
+    policy_triggers = [triggers.PolicySavedModelTrigger(policies_dir, agent, train_step,
+                                                        interval=policy_save_interval)]
+    eval_tf_policy = greedy_policy.GreedyPolicy(agent.policy)
+    if eval_with_q_filter:
+      eval_tf_policy = QFilteredPolicy(agent.policy, agent.critics, num_eval_samples)
+      policy_triggers.append(QFilteredPolicySaveTrigger(
+          policies_dir, eval_tf_policy, train_step, interval=policy_save_interval))
     try:
       cql_learner = CqlLearner(
           root_dir, train_step, agent,
@@ -343,7 +359,7 @@ def train_eval(
                                  else lambda: replay.as_dataset(batch_size, data_prefetch)),
           replay=replay if sample_in_loop else None, batch_size=batch_size,
           steps_per_call=learner_iterations_per_call,
-          triggers=[policy_trigger],
+          triggers=policy_triggers,
           checkpoint_interval=checkpoint_interval,
           max_checkpoints_to_keep=max_checkpoints_to_keep,
           summary_interval=summary_interval,
@@ -356,11 +372,10 @@ def train_eval(
           'written with other network sizes or agent settings; pass another --root_dir.'
       ) from e
 
-    # 5. Evaluation of the greedy (mode) policy in the real environment.
+    # 5. Evaluation of the greedy (mode) or Q-filtered policy in the real environment.
     eval_actor = None
     if eval_episodes > 0:
-      eval_policy = py_tf_eager_policy.PyTFEagerPolicy(
-          greedy_policy.GreedyPolicy(agent.policy), use_tf_function=True)
+      eval_policy = py_tf_eager_policy.PyTFEagerPolicy(eval_tf_policy, use_tf_function=True)
       eval_actor = cql_eval.make_eval_actor(
           env, eval_policy, env_name, eval_episodes, train_step,
           summary_dir=os.path.join(root_dir, 'eval'))
@@ -412,7 +427,7 @@ _INTEGERS_AT_LEAST = {
     'num_gradient_updates': 0, 'batch_size': 1, 'bc_steps': 0, 'num_cql_samples': 1,
     'data_prefetch': 1, 'policy_save_interval': 1, 'summary_interval': 1,
     'checkpoint_interval': 1, 'max_checkpoints_to_keep': 1, 'learner_iterations_per_call': 1,
-    'eval_episodes': 0}
+    'eval_episodes': 0, 'num_eval_samples': 1}
 
 
 def _check_numbers(arguments: Dict[str, object]) -> None:

@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 from tf_agents.agents.cql import cql_sac_agent as tf_agents_cql
 
+from cql_sac import eval as cql_eval
 from cql_sac import train_eval
 from cql_sac.data.collect import write_dataset
 from cql_sac.data.loading import load_episodes
@@ -233,6 +234,10 @@ def test_bad_env_or_dataset_fails_before_touching_root_dir(
     (dict(cql_alpha=-1.0), r'train_eval.cql_alpha must be >= 0, got -1.0'),
     (dict(reward_shift=float('nan')), r'train_eval.reward_shift must be a finite number'),
     (dict(learner_iterations_per_call=0), r'learner_iterations_per_call must be an integer >= 1'),
+    (dict(eval_with_q_filter=True, num_eval_samples=0),
+     r'train_eval.num_eval_samples must be an integer >= 1, got 0'),
+    (dict(eval_with_q_filter=True, agent_class=tf_agents_cql.CqlSacAgent),
+     r"eval_with_q_filter needs cql_sac's CqlSacAgent \(its critics\)"),
 ])
 def test_numbers_out_of_range_fail_before_touching_root_dir(tmp_path, dataset_dir, overrides,
                                                             message):
@@ -276,6 +281,24 @@ def test_normalization_on_a_constant_observation_dimension(existing_root_dir, da
                      match=r'Observation dimension\(s\) \[4\] are constant over the dataset'):
     small_train_eval(existing_root_dir, dataset_dir, normalize_observations=True)
   assert snapshot(existing_root_dir) == before
+
+
+def test_q_filtered_policy_is_evaluated_exported_and_loaded(tmp_path, dataset_dir):
+  """train_eval.eval_with_q_filter: evaluation and policies/q_filtered_policy with its
+  checkpoints; cql_sac_eval's q_filter loads it at the last step."""
+  root_dir = str(tmp_path / 'run')
+  result = small_train_eval(root_dir, dataset_dir, num_gradient_updates=60,
+                            policy_save_interval=30, eval_interval=0,
+                            learner_iterations_per_call=30, eval_with_q_filter=True,
+                            num_eval_samples=3)
+  assert np.isfinite(result.eval_metrics['AverageReturn'])
+  policies_dir = os.path.join(root_dir, 'policies')
+  assert sorted(os.listdir(os.path.join(policies_dir, 'q_filtered_checkpoints'))) == [
+      'policy_checkpoint_0000000030', 'policy_checkpoint_0000000060']
+  evaluated = cql_eval.evaluate(policies_dir, ENV_NAME, 1, seed=0, q_filter=True)
+  assert evaluated.train_step == 60 and np.isfinite(evaluated.mean_return)
+  with pytest.raises(ValueError, match='No Q-filtered policy at'):
+    cql_eval.load_policy(str(tmp_path), q_filter=True)
 
 
 def test_corrupt_checkpoint_is_named_and_kept(existing_root_dir, dataset_dir):

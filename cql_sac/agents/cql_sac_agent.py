@@ -41,6 +41,9 @@ from tf_agents.specs import tensor_spec
 from tf_agents.utils import common
 from tf_agents.utils import object_identity
 
+from cql_sac.critic_network import q_at_action_sets
+from cql_sac.critic_network import q_values
+
 
 class CqlSacLossInfo(NamedTuple):
   """Per-step loss terms of `CqlSacAgent`, the `extra` of its `LossInfo`.
@@ -419,14 +422,14 @@ class CqlSacAgent(sac_agent.SacAgent):
     return critics, targets
 
   @property
-  def _critics(self) -> Tuple:
+  def critics(self) -> Tuple:
     """The C online critics, Q1 and Q2 first."""
     return (self._critic_network_1, self._critic_network_2,
             *self._extra_critic_networks)
 
   @property
-  def _target_critics(self) -> Tuple:
-    """The C target critics, in the order of `_critics`."""
+  def target_critics(self) -> Tuple:
+    """The C target critics, in the order of `critics`."""
     return (self._target_critic_network_1, self._target_critic_network_2,
             *self._extra_target_critic_networks)
 
@@ -570,42 +573,12 @@ class CqlSacAgent(sac_agent.SacAgent):
     log_probs = common.log_probability(distribution, actions, self.action_spec)  # [N, B]
     return tf.transpose(actions, [1, 0, 2]), tf.transpose(log_probs)
 
-  def _q_at_action_sets(self, critics, time_steps, action_sets, training: bool):
-    """Evaluates critics at M actions per state, one call per critic.
-
-    A critic with `q_for_action_sets` (e.g.
-    `cql_sac.critic_network.MultiActionCriticNetwork`) takes the actions as
-    [B, M, A] and computes each state's share once; any other TF-Agents critic
-    gets B·M rows with every state repeated, built once for all critics. Either
-    way every layer is one large matmul.
-
-    Args:
-      critics: Sequence of critic networks.
-      time_steps: `TimeStep` [B] of the states.
-      action_sets: float32 [B, M, A].
-      training: Passed to the critics without `q_for_action_sets`.
-
-    Returns:
-      A list, per critic, of float32 Q [B, M].
-    """
-    if all(hasattr(critic, 'q_for_action_sets') for critic in critics):
-      return [critic.q_for_action_sets(time_steps.observation, action_sets)
-              for critic in critics]
-    num_actions = action_sets.shape[1]  # Static: XLA needs the repeat count.
-    repeat = lambda x: tf.repeat(x, num_actions, axis=0)  # s0,...,s0,s1,...
-    observations = tf.nest.map_structure(repeat, time_steps.observation)
-    flat_actions = tf.reshape(action_sets, [-1, self._action_spec.shape[-1]])
-    step_types = repeat(time_steps.step_type)
-    return [tf.reshape(_q_values(critic, observations, flat_actions, step_types,
-                                 training), [-1, num_actions])
-            for critic in critics]
-
   def _q_at_data_and_samples(self, time_steps, actions, samples: CqlSamples,
                              training: bool):
     """Evaluates every critic at dataset and sampled actions, one call each.
 
     Each critic sees the 2N+1 actions of every state (dataset action, N policy
-    samples, N uniform samples) in one call (`_q_at_action_sets`). With
+    samples, N uniform samples) in one call (`critic_network.q_at_action_sets`). With
     `cql_next_state_samples` the N next-state policy samples follow (3N+1
     actions per state).
 
@@ -618,7 +591,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     if samples.next_policy_actions is not None:
       sampled.append(samples.next_policy_actions)
     action_sets = tf.concat([actions[:, None, :]] + sampled, axis=1)  # [B, 1+kN, A]
-    q_sets = self._q_at_action_sets(self._critics, time_steps, action_sets, training)
+    q_sets = q_at_action_sets(self.critics, time_steps, action_sets, training)
     return [(q[:, 0], q[:, 1:n + 1], q[:, n + 1:2 * n + 1],
              q[:, 2 * n + 1:] if len(sampled) == 3 else None) for q in q_sets]
 
@@ -707,9 +680,9 @@ class CqlSacAgent(sac_agent.SacAgent):
       next_actions, next_log_pis = self._actions_and_log_probs(
           next_time_steps, training=False, purpose=_SEED_TD_NEXT_ACTION)
       target_q = _minimum([
-          _q_values(critic, next_time_steps.observation, next_actions,
+          q_values(critic, next_time_steps.observation, next_actions,
                     next_time_steps.step_type, training=False)
-          for critic in self._target_critics])
+          for critic in self.target_critics])
     if self._include_critic_entropy_term:
       target_q -= tf.exp(self._log_alpha) * next_log_pis
     rewards = next_time_steps.reward
@@ -736,8 +709,8 @@ class CqlSacAgent(sac_agent.SacAgent):
                                    _SEED_TD_NEXT_ACTION)  # [M, B, A]
     log_pis = tf.transpose(common.log_probability(distribution, actions,
                                                   self.action_spec))  # [B, M]
-    q = _minimum(self._q_at_action_sets(
-        self._target_critics, next_time_steps, tf.transpose(actions, [1, 0, 2]),
+    q = _minimum(q_at_action_sets(
+        self.target_critics, next_time_steps, tf.transpose(actions, [1, 0, 2]),
         training=False))  # [B, M]
     best = tf.argmax(q, axis=1)
     return (tf.gather(q, best, axis=1, batch_dims=1),
@@ -755,7 +728,7 @@ class CqlSacAgent(sac_agent.SacAgent):
         common.generate_tensor_summaries(f'pred_td_targets{k}', q, step)
     return common.aggregate_losses(
         per_example_loss=per_example, sample_weight=weights,
-        regularization_loss=[loss for critic in self._critics
+        regularization_loss=[loss for critic in self.critics
                              for loss in critic.losses]).total_loss
 
   def critic_loss(self, time_steps, actions, next_time_steps,
@@ -780,10 +753,10 @@ class CqlSacAgent(sac_agent.SacAgent):
       float32 scalar E_B[Σ_k f(y, Q_k(s,a))] over the C critics.
     """
     td_targets = self._td_targets(next_time_steps, gamma, reward_scale_factor)
-    q_values = [_q_values(critic, time_steps.observation, actions,
-                          time_steps.step_type, training)
-                for critic in self._critics]
-    return self._td_loss(q_values, td_targets, td_errors_loss_fn, weights)
+    q_list = [q_values(critic, time_steps.observation, actions,
+                       time_steps.step_type, training)
+              for critic in self.critics]
+    return self._td_loss(q_list, td_targets, td_errors_loss_fn, weights)
 
   def _critic_terms(self, time_steps, actions, next_time_steps, weights,
                     training: bool) -> _CriticTerms:
@@ -842,9 +815,9 @@ class CqlSacAgent(sac_agent.SacAgent):
 
       def min_q():
         return _minimum([
-            _q_values(critic, time_steps.observation, sampled_actions,
+            q_values(critic, time_steps.observation, sampled_actions,
                       time_steps.step_type, training=False)
-            for critic in self._critics])
+            for critic in self.critics])
 
       def data_log_prob():
         return common.log_probability(distribution, actions, self.action_spec)
@@ -919,7 +892,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     actions = policy_steps.action
 
     critic_variables = list(object_identity.ObjectIdentitySet(
-        [v for critic in self._critics for v in critic.trainable_variables]))
+        [v for critic in self.critics for v in critic.trainable_variables]))
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(critic_variables)
       critic = self._critic_terms(time_steps, actions, next_time_steps,
@@ -1019,17 +992,6 @@ class CqlSacAgent(sac_agent.SacAgent):
     tf.compat.v2.summary.scalar('cql_alpha', extra.cql_alpha, step=step)
     tf.compat.v2.summary.scalar('sac_alpha', tf.exp(self._log_alpha),
                                 step=step)
-
-
-def _q_values(critic, observations, actions, step_types, training):
-  """Q(s, a) as float32 [rows], whatever the critic's compute dtype.
-
-  Critics built with a bfloat16 compute policy (cql_sac.networks) return
-  bfloat16; every loss is computed in float32.
-  """
-  q, _ = critic((observations, actions), step_type=step_types,
-                training=training)
-  return tf.cast(q, tf.float32)
 
 
 def _minimum(values):

@@ -42,12 +42,12 @@ def _bounds(agent):
 
 
 def _critics(agent, targets=False):
-  return [fx.layers(c) for c in (agent._target_critics if targets else agent._critics)]
+  return [fx.layers(c) for c in (agent.target_critics if targets else agent.critics)]
 
 
 def _perturb_targets(agent, rng):
   """Make the target critics differ from the online ones."""
-  for net in agent._target_critics:
+  for net in agent.target_critics:
     for v in net.trainable_variables:
       v.assign_add(0.1 * rng.normal(size=v.shape).astype(np.float32))
 
