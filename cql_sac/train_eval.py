@@ -117,6 +117,7 @@ def train_eval(
     num_cql_samples: int = 10,
     reward_noise_variance: types.Float = 0.0,
     include_critic_entropy_term: bool = False,
+    target_entropy_per_action_dim: types.Float = -0.5,
     use_lagrange_cql_alpha: bool = True,
     log_cql_alpha_clipping: Optional[Tuple[types.Float, types.Float]] = None,
     softmax_temperature: types.Float = 1.0,
@@ -180,6 +181,8 @@ def train_eval(
     num_cql_samples: Policy and uniform action samples per state in the CQL term.
     reward_noise_variance: Std (sic, the reference's name) of Gaussian reward noise.
     include_critic_entropy_term: Whether the TD target includes -α·log π.
+    target_entropy_per_action_dim: SAC's target entropy is this times A, in nats: −0.5 is
+      SacAgent's default −A/2; CORL, JaxCQL and JRL use −1 (−A).
     use_lagrange_cql_alpha: Whether α' is tuned by dual gradient descent.
     log_cql_alpha_clipping: (min, max) clip of log α' when read, or None.
     softmax_temperature: T multiplying Q inside the CQL log-sum-exp.
@@ -321,6 +324,7 @@ def train_eval(
           cql_alpha=cql_alpha,
           num_cql_samples=num_cql_samples,
           include_critic_entropy_term=include_critic_entropy_term,
+          target_entropy=target_entropy_per_action_dim * action_spec.shape.num_elements(),
           use_lagrange_cql_alpha=use_lagrange_cql_alpha,
           cql_alpha_learning_rate=cql_alpha_learning_rate,
           target_update_tau=5e-3,
@@ -422,7 +426,7 @@ def train_eval(
 _POSITIVE = ('actor_learning_rate', 'critic_learning_rate', 'alpha_learning_rate',
              'cql_alpha_learning_rate', 'softmax_temperature')
 _NON_NEGATIVE = ('cql_alpha', 'reward_noise_variance')
-_FINITE = ('reward_scale_factor', 'cql_tau', 'reward_shift')
+_FINITE = ('reward_scale_factor', 'cql_tau', 'reward_shift', 'target_entropy_per_action_dim')
 _INTEGERS_AT_LEAST = {
     'num_gradient_updates': 0, 'batch_size': 1, 'bc_steps': 0, 'num_cql_samples': 1,
     'data_prefetch': 1, 'policy_save_interval': 1, 'summary_interval': 1,

@@ -405,6 +405,29 @@ def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name
     assert gin.query_parameter('train_eval.softmax_temperature') == temperature
 
 
+@pytest.fixture(scope='module')
+def antmaze_dataset_dir(tmp_path_factory):
+  """A small RLDS dataset recorded with a random policy in the real AntMaze (umaze)."""
+  return write_dataset('antmaze-umaze-v2', 'random', 600,
+                       str(tmp_path_factory.mktemp('data') / 'antmaze'), seed=0)
+
+
+@pytest.mark.parametrize('recipe', ['corl/mujoco', 'jaxcql/mujoco', 'jrl/mujoco',
+                                    'corl/antmaze', 'jaxcql/antmaze'])
+def test_recipe_trains_200_steps_end_to_end(recipe, dataset_dir, antmaze_dataset_dir, tmp_path):
+  """Each anchor recipe, as shipped but for batch size and evaluation length, on data recorded
+  in the real Hopper (AntMaze for the AntMaze recipes)."""
+  train_eval.parse_gin_config([os.path.join(REPO, 'configs', f'{recipe}.gin')], [])
+  antmaze = recipe.endswith('antmaze')
+  result = train_eval.train_eval(
+      root_dir=str(tmp_path / 'run'), env_name='antmaze-umaze-v2' if antmaze else ENV_NAME,
+      dataset_name=antmaze_dataset_dir if antmaze else dataset_dir, num_gradient_updates=200,
+      batch_size=32, eval_interval=0, eval_episodes=1, learner_iterations_per_call=100,
+      seed=0)
+  assert result.train_steps == 200
+  assert np.isfinite(result.eval_metrics['AverageReturn'])
+
+
 def test_cli_reports_bad_input_without_traceback(existing_root_dir, dataset_dir, tmp_path):
   before = snapshot(existing_root_dir)
   result = run_binary(

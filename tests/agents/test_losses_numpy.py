@@ -345,3 +345,30 @@ def test_critic_ensemble_matches_numpy(num_critics):
       np.testing.assert_allclose(tw, 0.75 * ow + 0.25 * w, rtol=RTOL, atol=ATOL)
       np.testing.assert_allclose(tb, 0.75 * ob + 0.25 * b, rtol=RTOL, atol=ATOL)
     assert not np.allclose(critic[0][0], critics[k][0][0])  # Every critic was trained.
+
+
+def test_corl_lagrange_maps_onto_cql_tau():
+  """CORL's (and JaxCQL's) Lagrange, per critic α'·c·(gap_k − target) with α' = exp(1.0), is
+  ours with cql_alpha = c·α' and cql_tau = target (configs/corl/antmaze.gin): the same α'
+  loss, and twice our critic objective is CORL's qf_loss up to a constant (2α'c·target)."""
+  rng = np.random.default_rng(11)
+  c, target, alpha_prime = 5.0, 0.8, np.exp(1.0)
+  agent = _agent(rng, use_lagrange_cql_alpha=True, cql_alpha=c * alpha_prime, cql_tau=target)
+  batch = fx.random_batch(rng, B)
+  extra = agent.loss(fx.as_trajectory(batch)).extra
+  actor = fx.layers(agent._actor_network)
+  samples = (batch[0], batch[1], np.transpose(agent.injected[cql._SEED_CQL_POLICY], [1, 0, 2]),
+             agent.injected['uniform'])
+  kwargs = dict(temperature=1.0, uniform_log_density=-A * np.log(2.0), bounds=_bounds(agent))
+  gaps = [ref.cql_loss([critic], actor, *samples, **kwargs) for critic in _critics(agent)]
+  mses = [ref.td_loss([critic], _critics(agent, targets=True), actor, batch,
+                      agent.injected[cql._SEED_TD_NEXT_ACTION], np.zeros(B), gamma=1.0,
+                      reward_scale=1.0, noise_std=0.0, alpha=0.0, entropy_term=False,
+                      bounds=_bounds(agent)) for critic in _critics(agent)]
+  terms = [alpha_prime * c * (gap - target) for gap in gaps]
+  corl_qf_loss = sum(mses) + sum(terms)
+  corl_alpha_prime_loss = -sum(terms) / 2.0
+  np.testing.assert_allclose(extra.cql_alpha_loss.numpy(), corl_alpha_prime_loss, rtol=RTOL)
+  ours = extra.critic_loss.numpy() + extra.cql_alpha.numpy() * extra.cql_loss.numpy()
+  np.testing.assert_allclose(2.0 * ours, corl_qf_loss + 2.0 * alpha_prime * c * target,
+                             rtol=RTOL)
