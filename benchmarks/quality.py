@@ -7,8 +7,10 @@ and behaviour cloning through the same binary and data path (`train_eval` with
 `bc_steps = num_gradient_updates`: the actor loss is α·log π(a|s) − log π(a_data|s) throughout,
 so the critics never steer the actor) — and, with `--algorithms=...,cql_bf16`, CQL with bfloat16
 critic matmuls (`make_networks.compute_dtype = 'bfloat16'`) for the mixed-precision learning
-comparison, and with `tf_agents_cql` tf_agents' own CqlSacAgent in the same binary, config and
-data path (`train_eval.agent_class`), the reference row — evaluates the greedy policy for 10 episodes in the real
+comparison, with `tf_agents_cql` tf_agents' own CqlSacAgent in the same binary, config and
+data path (`train_eval.agent_class`), the reference row, and with `corl_cql`, `jaxcql_cql`,
+`jrl_cql` the anchor recipes (configs/<anchor>/mujoco.gin instead of the dataset's file; under
+the reduced protocol their own depths at width 64) — evaluates the greedy policy for 10 episodes in the real
 environment at step 0 and every `eval_interval` steps, and writes to `--output_dir`:
 
   quality_<env>_<protocol>_<steps>.json  every curve (D4RL normalized score per evaluation)
@@ -28,6 +30,7 @@ Protocols:
         --protocol=reduced
 """
 
+import inspect
 import json
 import os
 from typing import Dict, List, Mapping, Sequence
@@ -49,7 +52,10 @@ _CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
                            'configs')
 GIN_FILES = {'medium': 'mujoco_medium.gin', 'medium-replay': 'mujoco_medium_replay.gin',
              'medium-expert': 'mujoco_medium_expert.gin', 'random': 'mujoco_medium.gin'}
-ALGORITHMS = ('cql', 'bc', 'cql_bf16', 'tf_agents_cql')
+# The anchor recipes (configs/<anchor>/mujoco.gin) replace the dataset's gin file.
+RECIPE_FILES = {'corl_cql': 'corl/mujoco.gin', 'jaxcql_cql': 'jaxcql/mujoco.gin',
+                'jrl_cql': 'jrl/mujoco.gin'}
+ALGORITHMS = ('cql', 'bc', 'cql_bf16', 'tf_agents_cql') + tuple(RECIPE_FILES)
 # tf_agents' own CqlSacAgent in the same binary, config and data path: the reference row.
 _TF_AGENTS_BINDINGS = ('train_eval.agent_class = @tf_agents.agents.cql.cql_sac_agent.CqlSacAgent',)
 # CQL with bfloat16 critic matmuls (float32 variables and losses): the mixed-precision
@@ -66,23 +72,57 @@ _SCORE_TAG = f'Metrics/{cql_eval.NORMALIZED_SCORE_METRIC}'
 Curves = Dict[str, Dict[str, Dict[int, List[List[float]]]]]
 
 
+def config_file(algorithm: str, dataset: str) -> str:
+  """The gin file of a run: the recipe's for a recipe algorithm, else the dataset's."""
+  return os.path.join(_CONFIG_DIR, RECIPE_FILES.get(algorithm) or GIN_FILES[dataset])
+
+
+def _recipe_reduced_bindings(algorithm: str, protocol: str, num_steps: int) -> List[str]:
+  """A recipe's protocol bindings: its depths at width 64 (reduced), its BC share.
+
+  Parses the recipe to read its layers, `bc_steps` and `num_gradient_updates` (train_eval's
+  defaults where it sets none), then clears gin's configuration.
+  """
+  gin.clear_config()
+  parse_gin_config([config_file(algorithm, '')], [])
+  defaults = inspect.signature(train_eval).parameters
+
+  def value(name):
+    try:
+      return gin.query_parameter(f'train_eval.{name}')
+    except ValueError:
+      return defaults[name].default
+
+  actor, critic = value('actor_fc_layers'), value('critic_joint_fc_layers')
+  bc_steps = round(value('bc_steps') * num_steps / value('num_gradient_updates'))
+  gin.clear_config()
+  bindings = [f'train_eval.actor_fc_layers = {(64,) * len(actor)}',
+              f'train_eval.critic_joint_fc_layers = {(64,) * len(critic)}',
+              *_REDUCED_BINDINGS[2:]] if protocol == 'reduced' else []
+  return bindings + [f'train_eval.bc_steps = {bc_steps}']
+
+
 def gin_bindings(algorithm: str, protocol: str, num_steps: int) -> List[str]:
-  """The gin bindings that make a run CQL or BC under a protocol.
+  """The gin bindings that make a run CQL, BC or an anchor recipe under a protocol.
 
   Args:
-    algorithm: 'cql', 'bc', 'cql_bf16' (CQL with bfloat16 critic compute), or
-      'tf_agents_cql' (CQL with tf_agents' own CqlSacAgent).
+    algorithm: 'cql', 'bc', 'cql_bf16' (CQL with bfloat16 critic compute),
+      'tf_agents_cql' (CQL with tf_agents' own CqlSacAgent), or a recipe of `RECIPE_FILES`
+      (its depths at width 64 under the reduced protocol, its own BC share of the steps;
+      this clears gin's configuration).
     protocol: 'reduced' or 'full'.
     num_steps: Train steps of the run.
 
   Returns:
-    Bindings to apply after the dataset's gin file.
+    Bindings to apply after the run's gin file (`config_file`).
 
   Raises:
     ValueError: For an unknown algorithm or protocol.
   """
   if algorithm not in ALGORITHMS or protocol not in ('reduced', 'full'):
     raise ValueError(f'Unknown algorithm {algorithm!r} or protocol {protocol!r}.')
+  if algorithm in RECIPE_FILES:
+    return _recipe_reduced_bindings(algorithm, protocol, num_steps)
   bindings = list(_REDUCED_BINDINGS) if protocol == 'reduced' else []
   if algorithm == 'cql_bf16':
     bindings += _BF16_BINDINGS
@@ -135,7 +175,8 @@ def summarize(curves: Curves, dataset_scores: Mapping[str, float]) -> List[Dict[
 
 
 _LABELS = {'cql': 'CQL', 'bc': 'BC', 'cql_bf16': 'CQL (bfloat16)',
-           'tf_agents_cql': "CQL (tf_agents' agent)"}
+           'tf_agents_cql': "CQL (tf_agents' agent)", 'corl_cql': "CQL (CORL's recipe)",
+           'jaxcql_cql': "CQL (JaxCQL's recipe)", 'jrl_cql': "CQL (JRL's recipe)"}
 
 
 def _label(algorithm: str) -> str:
@@ -243,9 +284,9 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
     for algorithm in algorithms:
       for seed in seeds:
         run_dir = os.path.join(root_dir, dataset, algorithm, f'seed{seed}')
+        bindings = gin_bindings(algorithm, protocol, num_steps) + list(extra_bindings)
         gin.clear_config()
-        parse_gin_config([os.path.join(_CONFIG_DIR, GIN_FILES[dataset])],
-                         gin_bindings(algorithm, protocol, num_steps) + list(extra_bindings))
+        parse_gin_config([config_file(algorithm, dataset)], bindings)
         result = train_eval(
             root_dir=run_dir, env_name=env_name,
             dataset_name=os.path.join(data_dir, env_name), num_gradient_updates=num_steps,

@@ -28,6 +28,20 @@ def test_bc_clones_for_every_step_and_cql_keeps_the_warmup_share():
     quality.gin_bindings('iql', 'full', 10)
 
 
+def test_recipes_keep_their_depths_and_bc_share_at_width_64():
+  assert quality.gin_bindings('corl_cql', 'reduced', 100000) == [
+      'train_eval.actor_fc_layers = (64, 64, 64)',
+      'train_eval.critic_joint_fc_layers = (64, 64, 64)', 'train_eval.batch_size = 64',
+      'train_eval.num_cql_samples = 4', 'train_eval.bc_steps = 0']
+  jrl = quality.gin_bindings('jrl_cql', 'reduced', 100000)
+  assert jrl[:2] == ['train_eval.actor_fc_layers = (64, 64)',
+                     'train_eval.critic_joint_fc_layers = (64, 64, 64)']
+  assert jrl[-1] == 'train_eval.bc_steps = 5000'  # JRL: 50,000 of 1M.
+  assert quality.gin_bindings('jaxcql_cql', 'full', 2000000) == ['train_eval.bc_steps = 0']
+  assert quality.config_file('jrl_cql', 'medium').endswith('configs/jrl/mujoco.gin')
+  assert quality.config_file('cql', 'medium').endswith('configs/mujoco_medium.gin')
+
+
 def test_summarize_last_and_best_over_seeds():
   rows = quality.summarize(_CURVES, {'medium-replay': 12.5})
   cql, bc = rows
