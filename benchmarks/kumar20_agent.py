@@ -24,7 +24,7 @@ def _specs(observation_dim, action_dim):
 
 def make_agent(agent_class, critic_layers, compute_dtype='float32',
                observation_dim=OBSERVATION_DIM, action_dim=ACTION_DIM, actor_layers=(256, 256),
-               num_cql_samples=NUM_CQL_SAMPLES):
+               num_cql_samples=NUM_CQL_SAMPLES, **agent_options):
   """An initialized agent with the kumar20 hyperparameters (MuJoCo gin values).
 
   Args:
@@ -34,6 +34,7 @@ def make_agent(agent_class, critic_layers, compute_dtype='float32',
     observation_dim, action_dim: the shapes (HalfCheetah's by default).
     actor_layers: actor hidden widths.
     num_cql_samples: N.
+    **agent_options: More constructor arguments of cql_sac's agent (e.g. `num_critics=5`).
 
   Returns:
     The agent; gin bindings of `CqlSacAgent` (agent options) apply to cql_sac's.
@@ -53,6 +54,6 @@ def make_agent(agent_class, critic_layers, compute_dtype='float32',
       num_cql_samples=num_cql_samples, include_critic_entropy_term=False,
       use_lagrange_cql_alpha=False, softmax_temperature=50.0,
       target_update_tau=5e-3, gamma=0.99, reward_scale_factor=0.1,
-      train_step_counter=train_utils.create_train_step(), **kwargs)
+      train_step_counter=train_utils.create_train_step(), **kwargs, **agent_options)
   agent.initialize()
   return agent

@@ -14,6 +14,9 @@ critic size it times, as the median of --repeats timed runs after a warm-up:
   in_memory_K        end to end from the in-memory tf.data sampler
   in_loop_K[_bf16]   end to end, each batch sampled inside the compiled loop
                      (`FusedLearner.train_on_replay`, `train_eval.sample_in_loop`)
+  option_*_K         fused_K with one anchor option on: `next_state` (3N CQL samples,
+                     CORL/JaxCQL), `max_backup` (max-target backup over N samples),
+                     `critics5` (an ensemble of C = 5 critics, JRL)
 
 plus a large float32 (and bfloat16) matmul, the device's reachable FLOP/s.
 The repeats go round-robin over all paths, so drifting background load
@@ -24,11 +27,12 @@ threads of this process) is reported too: on a shared virtual machine it moves l
 other tenants' load than wall time does. Prints a table and JSON; not a test.
 
   python -m benchmarks.speed [--repeats=3] [--critic_sizes=256x256,256x256x256]
-      [--fused_k=1,10,100,1000] [--output_json=benchmarks/results/speed.json]
+      [--fused_k=1,10,100,1000] [--only=REGEX] [--output_json=benchmarks/results/speed.json]
 """
 
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -57,6 +61,8 @@ _STEPS = flags.DEFINE_integer('min_steps', 60, 'Minimum train steps per timed ru
 _DATASET_EPISODES = flags.DEFINE_integer(
     'dataset_episodes', 100, 'Episodes of 1000 transitions in the replay.')
 _OUTPUT = flags.DEFINE_string('output_json', None, 'Also write the JSON here.')
+_ONLY = flags.DEFINE_string('only', None, 'Time only the paths whose name matches this regex '
+                            '(the reference is always timed).')
 
 BATCH = 256
 N, OBS, ACT = (kumar20_agent.NUM_CQL_SAMPLES, kumar20_agent.OBSERVATION_DIM,
@@ -82,24 +88,35 @@ def _mlp_macs(widths) -> int:
   return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
 
 
-def step_flops(critic_layers) -> float:
+def step_flops(critic_layers, num_critics: int = 2, next_state_samples: bool = False,
+               max_backup_samples: int = 1) -> float:
   """Float operations of one CQL-SAC train step's algorithm (2 per multiply-add).
 
   The same count for every path (the work the math needs, not what an
-  implementation spends): the critic step runs both critics forward and
-  backward (3x forward) on B(2N+1) rows and the target critics forward on B
-  rows; the actor step runs the actor and, to the actions, both critics on B
-  rows forward and backward; the policy is evaluated on B rows four times
-  (next states, CQL samples, actor and alpha steps) and differentiated once.
+  implementation spends): the critic step runs the C critics forward and
+  backward (3x forward) on B(2N+1) rows (B(3N+1) with next-state samples) and the
+  target critics forward on B rows (B·M with a max backup over M samples); the actor
+  step runs the actor and, to the actions, the C critics on B rows forward and
+  backward; the policy is evaluated on B rows four times (next states, CQL samples,
+  actor and alpha steps; five with next-state samples) and differentiated once.
   Elementwise work is left out.
   """
   critic = _mlp_macs((OBS + ACT,) + tuple(critic_layers) + (1,))
   actor = _mlp_macs((OBS, 256, 256, 2 * ACT))
-  rows = BATCH * (2 * N + 1)
-  macs = (2 * 3 * critic * rows + 2 * critic * BATCH  # critic step
-          + 2 * 3 * critic * BATCH  # actor step through both critics
-          + (4 + 2) * actor * BATCH)  # policy evaluations + actor backward
+  c = num_critics
+  rows = BATCH * ((3 if next_state_samples else 2) * N + 1)
+  macs = (3 * c * critic * rows + c * critic * BATCH * max_backup_samples  # critic step
+          + 3 * c * critic * BATCH  # actor step through the critics
+          + (4 + int(next_state_samples) + 2) * actor * BATCH)  # policy evaluations, backward
   return 2.0 * macs
+
+
+# The anchor options timed as `option_<name>_K`: (agent arguments, `step_flops` arguments).
+OPTION_PATHS = {
+    'next_state': (dict(cql_next_state_samples=True), dict(next_state_samples=True)),
+    'max_backup': (dict(max_target_backup=True), dict(max_backup_samples=N)),
+    'critics5': (dict(num_critics=5), dict(num_critics=5)),
+}
 
 
 def _loop(call, steps_per_call):
@@ -200,7 +217,19 @@ def _critic_size_runs(critic_layers, replays, work_dir: str) -> Dict[str, Callab
     name = f'in_loop_{k}' + ('_bf16' if dtype == 'bfloat16' else '')
     runs[name] = _loop(
         lambda f=fused: f.train_on_replay(replays['in_memory'], BATCH, k), k)
+
+  for option, (agent_options, _) in OPTION_PATHS.items():
+    fused = learner_lib.FusedLearner(
+        make_agent(cql_sac_agent.CqlSacAgent, critic_layers, **agent_options), k)
+    stacked = tf.nest.map_structure(lambda x: tf.stack([x] * k), experience)
+    runs[f'option_{option}_{k}'] = _loop(lambda f=fused, x=stacked: f.train(x), k)
   return runs
+
+
+def _path_flops(critic_layers, path: str) -> float:
+  """`step_flops` of a path: the options' work for `option_*` paths."""
+  option = re.match(r'option_(.+)_\d+$', path)
+  return step_flops(critic_layers, **(OPTION_PATHS[option.group(1)][1] if option else {}))
 
 
 def main(_):
@@ -214,19 +243,21 @@ def main(_):
     for size in _CRITIC_SIZES.value:
       critic_layers = tuple(int(w) for w in size.split('x'))
       for name, run in _critic_size_runs(critic_layers, replays, work_dir).items():
-        runs[(critic_layers, name)] = run
+        if name == 'reference' or not _ONLY.value or re.search(_ONLY.value, name):
+          runs[(critic_layers, name)] = run
     rates = _round_robin(runs, _REPEATS.value)
   matmul = {dtype: rates.pop(f'matmul_{dtype}')[0] * 2 * 4096**3 / 1e9
             for dtype in ('float32', 'bfloat16')}
   print(f'matmul 4096^2: float32 {matmul["float32"]:.0f} GFLOP/s, '
         f'bfloat16 {matmul["bfloat16"]:.0f} GFLOP/s')
   rows = [dict(path=name, critic=critic_layers, steps_per_s=rate, cpu_ms_per_step=cpu_ms,
-               gflops=rate * step_flops(critic_layers) / 1e9)
+               step_gflop=_path_flops(critic_layers, name) / 1e9,
+               gflops=rate * _path_flops(critic_layers, name) / 1e9)
           for (critic_layers, name), (rate, cpu_ms) in rates.items()]
   for replay in replays.values():
     replay.close()
 
-  print(f'\n{"critic":<12} {"path":<22} {"steps/s":>9} {"x ref":>7} '
+  print(f'\n{"critic":<12} {"path":<22} {"steps/s":>9} {"x ref":>7} {"GFLOP/step":>10} '
         f'{"GFLOP/s":>8} {"of matmul":>9} {"CPU ms/step":>12} {"ref CPU / CPU":>13}')
   for row in rows:
     ref = next(r for r in rows if r['critic'] == row['critic']
@@ -237,7 +268,7 @@ def main(_):
     row['fraction_of_matmul'] = row['gflops'] / peak
     size = 'x'.join(map(str, row['critic']))
     print(f'{size:<12} {row["path"]:<22} {row["steps_per_s"]:9.1f} '
-          f'{row["ratio_to_reference"]:7.2f} {row["gflops"]:8.1f} '
+          f'{row["ratio_to_reference"]:7.2f} {row["step_gflop"]:10.2f} {row["gflops"]:8.1f} '
           f'{row["fraction_of_matmul"]:9.2f} {row["cpu_ms_per_step"]:12.1f} '
           f'{row["cpu_ratio_to_reference"]:13.2f}')
   result = dict(device=os.uname().machine, cpu_count=os.cpu_count(),
