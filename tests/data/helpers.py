@@ -9,6 +9,7 @@ from tf_agents.policies import py_policy
 from tf_agents.policies import random_py_policy
 
 from cql_sac import envs
+from cql_sac.data import steps as steps_lib
 
 ENV_NAME = 'hopper-random-v2'
 NUM_STEPS = 300
@@ -76,3 +77,27 @@ def make_episodes(**steps) -> tf.data.Dataset:
   """RLDS episodes from step arrays with outer dims [episodes, steps per episode]."""
   return tf.data.Dataset.from_tensor_slices(steps).map(
       lambda episode: {'steps': tf.data.Dataset.from_tensor_slices(episode)})
+
+
+def episode_steps(observation, episode_lengths, reward=None, discount=None,
+                  is_terminal=None) -> steps_lib.EpisodeSteps:
+  """EpisodeSteps of observations [N, O] split into episodes of `episode_lengths` steps.
+
+  reward, discount: [N] (zeros and ones by default); is_terminal: [N] bool, True only on
+  last steps (none by default). Actions are zeros [N, 1].
+  """
+  n = observation.shape[0]
+  lengths = np.asarray(episode_lengths)
+  episode_index = np.repeat(np.arange(len(lengths)), lengths).astype(np.int64)
+  ends = np.cumsum(lengths)
+  is_first = np.zeros(n, bool)
+  is_first[ends - lengths] = True
+  is_last = np.zeros(n, bool)
+  is_last[ends - 1] = True
+  return steps_lib.EpisodeSteps(
+      observation=observation, action=np.zeros((n, 1), np.float32),
+      reward=np.zeros(n, np.float32) if reward is None else np.asarray(reward, np.float32),
+      discount=np.ones(n, np.float32) if discount is None else np.asarray(discount, np.float32),
+      is_first=is_first, is_last=is_last,
+      is_terminal=np.zeros(n, bool) if is_terminal is None else np.asarray(is_terminal, bool),
+      episode_index=episode_index, num_episodes=len(lengths))

@@ -3,23 +3,7 @@ import numpy as np
 import pytest
 
 from cql_sac.data import normalization
-from cql_sac.data import steps as steps_lib
-
-
-def _episode_steps(observation, episode_lengths):
-  """EpisodeSteps with the given observations [N, O], split into episodes of these lengths."""
-  n = observation.shape[0]
-  episode_index = np.repeat(np.arange(len(episode_lengths)), episode_lengths)
-  starts = np.cumsum([0] + list(episode_lengths[:-1]))
-  is_first = np.zeros(n, bool)
-  is_first[starts] = True
-  is_last = np.zeros(n, bool)
-  is_last[np.cumsum(episode_lengths) - 1] = True
-  return steps_lib.EpisodeSteps(
-      observation=observation, action=np.zeros((n, 1), np.float32),
-      reward=np.zeros(n, np.float32), discount=np.ones(n, np.float32), is_first=is_first,
-      is_last=is_last, is_terminal=np.zeros(n, bool), episode_index=episode_index.astype(np.int64),
-      num_episodes=len(episode_lengths))
+from tests.data import helpers
 
 
 def test_observation_statistics_of_the_transitions_states():
@@ -27,7 +11,7 @@ def test_observation_statistics_of_the_transitions_states():
   rng = np.random.default_rng(0)
   observation = rng.normal(2.0, 3.0, size=(12, 4)).astype(np.float32)
   observation[[4, 11]] = 1e6  # The two last steps: not a transition's s.
-  stats = normalization.observation_statistics(_episode_steps(observation, [5, 7]))
+  stats = normalization.observation_statistics(helpers.episode_steps(observation, [5, 7]))
   states = np.delete(observation.astype(np.float64), [4, 11], axis=0)
   np.testing.assert_allclose(stats.mean, states.mean(axis=0), rtol=1e-6)
   np.testing.assert_allclose(stats.std, states.std(axis=0) + 1e-3, rtol=1e-6)
@@ -38,7 +22,7 @@ def test_constant_observation_dimension_is_named():
   observation = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)
   observation[:, 1] = 7.0
   with pytest.raises(ValueError, match=r'dimension\(s\) \[1\] are constant.*1000'):
-    normalization.observation_statistics(_episode_steps(observation, [6]))
+    normalization.observation_statistics(helpers.episode_steps(observation, [6]))
 
 
 def test_corl_reward_scale():
