@@ -94,6 +94,8 @@ class _CriticTerms(NamedTuple):
   critic_loss: tf.Tensor  # critic_loss_weight · L_TD.
   cql_loss: tf.Tensor
   cql_alpha: tf.Tensor
+  # Fraction of policy-sample Q values below their lower bound (None without a bound).
+  bound_rate: Optional[tf.Tensor] = None
 
 
 # Purposes folded into the stateless seed, one per independent random draw.
@@ -596,7 +598,7 @@ class CqlSacAgent(sac_agent.SacAgent):
              q[:, 2 * n + 1:] if len(sampled) == 3 else None) for q in q_sets]
 
   def _cql_gap(self, q_data, q_policy, q_uniform, samples: CqlSamples,
-               q_next_policy=None):
+               q_next_policy=None, q_lower_bound=None):
     """Per-state CQL(H) gap of one critic (Kumar et al. 2020, eq. 4, App. F).
 
       lse(s) = (1/T)·log[ Σ_j exp(T·Q(s,a^π_j) − log π(a^π_j|s))
@@ -609,7 +611,10 @@ class CqlSacAgent(sac_agent.SacAgent):
     `cql_next_state_samples` the sum also runs over Σ_j exp(T·Q(s,a'_j) −
     log π(a'_j|s')), a'_j ~ π(·|s') (CORL, JaxCQL). Without
     `cql_importance_sample` no log-density is subtracted and T·Q(s, a_data)
-    joins the sum (CORL).
+    joins the sum (CORL). With `q_lower_bound` G(s) (Cal-QL, Nakamoto et al.
+    2023, eq. 5), the policy samples' Q (and the next-state samples') become
+    max(Q, G(s)) before the density correction and the temperature; uniform and
+    dataset Q values are never bounded.
 
     Args:
       q_data: float32 [B], Q at dataset actions.
@@ -617,10 +622,13 @@ class CqlSacAgent(sac_agent.SacAgent):
       q_uniform: float32 [B, N], Q at uniform samples.
       samples: the `CqlSamples` (their log-probabilities).
       q_next_policy: float32 [B, N], Q at the next-state policy samples, or None.
+      q_lower_bound: float32 [B], or None for no bound.
 
     Returns:
       float32 [B].
     """
+    if q_lower_bound is not None:
+      q_policy, q_next_policy = _bounded_below(q_lower_bound, q_policy, q_next_policy)
     temperature = tf.cast(self._softmax_temperature, tf.float32)
     if self._cql_importance_sample:
       terms = [temperature * q_policy - samples.policy_log_probs,
@@ -643,7 +651,7 @@ class CqlSacAgent(sac_agent.SacAgent):
 
   def cql_loss(self, time_steps, actions, training: bool = False,
                samples: Optional[CqlSamples] = None,
-               next_time_steps=None) -> tf.Tensor:
+               next_time_steps=None, q_lower_bound=None) -> tf.Tensor:
     """Computes the CQL regularizer (unweighted) for a batch.
 
     Args:
@@ -653,13 +661,14 @@ class CqlSacAgent(sac_agent.SacAgent):
       samples: Optional `CqlSamples`; drawn with `sample_cql_actions` if None.
       next_time_steps: `TimeStep` [B] of the next states (needed only with
         `cql_next_state_samples` and no `samples`).
+      q_lower_bound: Optional float32 [B], Cal-QL's bound on the policy samples' Q.
 
     Returns:
       float32 scalar: (1/C)·Σ_k E_B[lse_k(s) − Q_k(s, a_data)] over the C critics.
     """
     if samples is None:
       samples = self.sample_cql_actions(time_steps, next_time_steps)
-    gaps = [self._cql_gap(q_data, q_policy, q_uniform, samples, q_next)
+    gaps = [self._cql_gap(q_data, q_policy, q_uniform, samples, q_next, q_lower_bound)
             for q_data, q_policy, q_uniform, q_next in self._q_at_data_and_samples(
                 time_steps, actions, samples, training)]
     return self._cql_loss_from_gaps(gaps)
@@ -759,16 +768,19 @@ class CqlSacAgent(sac_agent.SacAgent):
     return self._td_loss(q_list, td_targets, td_errors_loss_fn, weights)
 
   def _critic_terms(self, time_steps, actions, next_time_steps, weights,
-                    training: bool) -> _CriticTerms:
+                    training: bool, q_lower_bound=None) -> _CriticTerms:
     """The critic objective of one step, with one forward pass per critic."""
     td_targets = self._td_targets(next_time_steps, self._gamma,
                                   self._reward_scale_factor)
     samples = self.sample_cql_actions(time_steps, next_time_steps)
-    q_data, gaps = [], []
+    q_data, gaps, below = [], [], []
     for i, (q, q_policy, q_uniform, q_next) in enumerate(self._q_at_data_and_samples(
         time_steps, actions, samples, training), start=1):
       q_data.append(q)
-      gaps.append(self._cql_gap(q, q_policy, q_uniform, samples, q_next))
+      gaps.append(self._cql_gap(q, q_policy, q_uniform, samples, q_next, q_lower_bound))
+      if q_lower_bound is not None:
+        below += [tf.cast(sampled < q_lower_bound[:, None], tf.float32)
+                  for sampled in (q_policy, q_next) if sampled is not None]
       if self._debug_summaries:
         with tf.name_scope('cql_loss'):
           step = self.train_step_counter
@@ -787,7 +799,8 @@ class CqlSacAgent(sac_agent.SacAgent):
       objective += critic_loss
     _check_finite(critic_loss, 'critic_loss')
     _check_finite(cql_loss, 'cql_loss')
-    return _CriticTerms(objective, critic_loss, cql_loss, cql_alpha)
+    bound_rate = tf.reduce_mean(tf.stack(below)) if below else None
+    return _CriticTerms(objective, critic_loss, cql_loss, cql_alpha, bound_rate)
 
   def actor_loss(self, time_steps, actions, weights=None, training=True):
     """Computes the actor loss, with behaviour cloning during warm-up.
@@ -888,15 +901,14 @@ class CqlSacAgent(sac_agent.SacAgent):
     Raises:
       tf.errors.InvalidArgumentError: If a loss is NaN or inf (names the loss).
     """
-    time_steps, policy_steps, next_time_steps = self._as_transition(experience)
-    actions = policy_steps.action
+    time_steps, actions, next_time_steps, q_lower_bound = self._transition_parts(experience)
 
     critic_variables = list(object_identity.ObjectIdentitySet(
         [v for critic in self.critics for v in critic.trainable_variables]))
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(critic_variables)
       critic = self._critic_terms(time_steps, actions, next_time_steps,
-                                  weights, training=True)
+                                  weights, training=True, q_lower_bound=q_lower_bound)
     self._apply_gradients(tape.gradient(critic.objective, critic_variables),
                           critic_variables, self._critic_optimizer)
 
@@ -949,10 +961,9 @@ class CqlSacAgent(sac_agent.SacAgent):
       `LossInfo` with the same fields as `train()`.
     """
     del kwargs
-    time_steps, policy_steps, next_time_steps = self._as_transition(experience)
-    actions = policy_steps.action
+    time_steps, actions, next_time_steps, q_lower_bound = self._transition_parts(experience)
     critic = self._critic_terms(time_steps, actions, next_time_steps, weights,
-                                training)
+                                training, q_lower_bound)
     actor_loss = self._actor_loss_weight * self.actor_loss(
         time_steps, actions, weights=weights, training=training)
     alpha_loss = self._alpha_loss_weight * self.alpha_loss(
@@ -960,6 +971,14 @@ class CqlSacAgent(sac_agent.SacAgent):
     cql_alpha_loss = (self.cql_alpha_loss(critic.cql_loss)
                       if self._use_lagrange_cql_alpha else tf.constant(0.0))
     return self._loss_info(critic, actor_loss, alpha_loss, cql_alpha_loss)
+
+  def _transition_parts(self, experience):
+    """(time_steps [B], actions [B, A], next_time_steps [B], q_lower_bound) of a batch.
+
+    The bound is None here; `CalQlAgent` returns the batch's returns-to-go.
+    """
+    time_steps, policy_steps, next_time_steps = self._as_transition(experience)
+    return time_steps, policy_steps.action, next_time_steps, None
 
   @staticmethod
   def _loss_info(critic: _CriticTerms, actor_loss, alpha_loss,
@@ -992,6 +1011,11 @@ class CqlSacAgent(sac_agent.SacAgent):
     tf.compat.v2.summary.scalar('cql_alpha', extra.cql_alpha, step=step)
     tf.compat.v2.summary.scalar('sac_alpha', tf.exp(self._log_alpha),
                                 step=step)
+
+
+def _bounded_below(bound, *q_sets):
+  """max(Q, bound[:, None]) for each [B, N] set of Q values (None passes through)."""
+  return [None if q is None else tf.maximum(q, bound[:, None]) for q in q_sets]
 
 
 def _minimum(values):

@@ -65,12 +65,13 @@ def td_loss(critics, target_critics, actor_layers, batch, next_actions, noise,
 def cql_loss(critics, actor_layers, observations, actions, policy_actions,
              uniform_actions, *, temperature, uniform_log_density, bounds,
              clip_diff=(-np.inf, np.inf), next_observations=None,
-             next_policy_actions=None, importance_sample=True):
+             next_policy_actions=None, importance_sample=True, lower_bound=None):
   """(1/C) Σ_k E_B[clip((1/T)·logsumexp_j(T·Q_k − log p) − Q_k(s, a_data), clip_diff)].
 
   With next_policy_actions [B, N, A] (a' ~ π(·|s')), their terms T·Q_k(s, a') −
   log π(a'|s') join the sum (3N terms). importance_sample=False: raw T·Q_k at the
-  uniform, data, next-state and policy actions, no log-densities (CORL).
+  uniform, data, next-state and policy actions, no log-densities (CORL). lower_bound [B]
+  (Cal-QL): the policy and next-state samples' Q become max(Q, G(s)) before the log-density.
 
   policy_actions, uniform_actions: [B, N, A] (policy samples first, then
   uniform ones; log p is log π for the former and the uniform log-density
@@ -79,11 +80,13 @@ def cql_loss(critics, actor_layers, observations, actions, policy_actions,
   n = policy_actions.shape[1]
   tiled = np.repeat(observations[:, None, :], n, axis=1)
   log_pi = policy_log_prob(actor_layers, tiled, policy_actions, *bounds)
+  bound = (lambda q: q) if lower_bound is None else (
+      lambda q: np.maximum(q, np.asarray(lower_bound, np.float64)[:, None]))
   gaps = []
   for critic in critics:
     q_data = q_value(critic, observations, actions)
     if importance_sample:
-      terms = [temperature * q_value(critic, tiled, policy_actions) - log_pi,
+      terms = [temperature * bound(q_value(critic, tiled, policy_actions)) - log_pi,
                temperature * q_value(critic, tiled, uniform_actions) - uniform_log_density]
     else:
       terms = [temperature * q_value(critic, tiled, a)
@@ -92,7 +95,8 @@ def cql_loss(critics, actor_layers, observations, actions, policy_actions,
       next_tiled = np.repeat(next_observations[:, None, :], n, axis=1)
       log_density = (policy_log_prob(actor_layers, next_tiled, next_policy_actions, *bounds)
                      if importance_sample else 0.0)
-      terms.append(temperature * q_value(critic, tiled, next_policy_actions) - log_density)
+      terms.append(temperature * bound(q_value(critic, tiled, next_policy_actions))
+                   - log_density)
     terms = np.concatenate(terms, axis=1)
     peak = terms.max(axis=1, keepdims=True)
     lse = (peak[:, 0] + np.log(np.exp(terms - peak).sum(axis=1))) / temperature
