@@ -725,15 +725,15 @@ class CqlSacAgent(sac_agent.SacAgent):
     return (tf.gather(q, best, axis=1, batch_dims=1),
             tf.gather(log_pis, best, axis=1, batch_dims=1))
 
-  def _td_loss(self, q_values, td_targets, td_errors_loss_fn, weights):
+  def _td_loss(self, q_list, td_targets, td_errors_loss_fn, weights):
     """L_TD = E_B[Σ_k f(y, Q_k)] over the C critics + critic regularization, scalar."""
-    per_example = tf.add_n([td_errors_loss_fn(td_targets, q) for q in q_values])
+    per_example = tf.add_n([td_errors_loss_fn(td_targets, q) for q in q_list])
     if self._debug_summaries:
       step = self.train_step_counter
       common.generate_tensor_summaries(
-          'td_errors', tf.concat([td_targets - q for q in q_values], 0), step)
+          'td_errors', tf.concat([td_targets - q for q in q_list], 0), step)
       common.generate_tensor_summaries('td_targets', td_targets, step)
-      for k, q in enumerate(q_values, start=1):
+      for k, q in enumerate(q_list, start=1):
         common.generate_tensor_summaries(f'pred_td_targets{k}', q, step)
     return common.aggregate_losses(
         per_example_loss=per_example, sample_weight=weights,
@@ -743,7 +743,7 @@ class CqlSacAgent(sac_agent.SacAgent):
   def critic_loss(self, time_steps, actions, next_time_steps,
                   td_errors_loss_fn=tf.math.squared_difference, gamma=1.0,
                   reward_scale_factor=1.0, weights=None, training=False):
-    """Computes the TD (Bellman) loss of both critics, without CQL.
+    """Computes the TD (Bellman) loss of the critics, without CQL.
 
     Same signature and meaning as `SacAgent.critic_loss` (not multiplied by
     `critic_loss_weight`), with this agent's entropy switch and reward noise.
