@@ -104,8 +104,10 @@ class FusedLearner(tf.Module):
       batch = batch_fn(i, replica_experience)
       with tf.name_scope(''):  # Keep summary names free of 'while/'.
         info = self._agent._train(batch, weights=None)  # pylint: disable=protected-access
-      # tf_agents' CqlSacAgent returns its own CqlSacLossInfo type (same fields).
-      info = tf_agent.LossInfo(info.loss, cql_sac_agent.CqlSacLossInfo(*info.extra))
+      # tf_agents' CqlSacAgent returns its own CqlSacLossInfo type (same fields); CalQlAgent's
+      # extra fields are in its TensorBoard summaries, not in the loop's loss arrays.
+      info = tf_agent.LossInfo(info.loss, cql_sac_agent.CqlSacLossInfo(
+          *[getattr(info.extra, name) for name in cql_sac_agent.CqlSacLossInfo._fields]))
       return tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), info)
 
     def body(i, arrays):

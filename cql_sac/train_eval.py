@@ -49,12 +49,14 @@ from tf_agents.typing import types
 from cql_sac import cli
 from cql_sac import eval as cql_eval
 
+from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.data.loading import load_episodes
 from cql_sac.data.normalization import corl_reward_scale
 from cql_sac.data.normalization import observation_statistics
 from cql_sac.data.replay import build_in_memory_replay
 from cql_sac.data.replay import build_replay
+from cql_sac.data.returns import returns_to_go
 from cql_sac.data.steps import read_episode_steps
 from cql_sac.data.validation import validate_episodes
 from cql_sac.envs import load_env
@@ -68,6 +70,9 @@ _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updat
                      'eval_interval', 'summary_interval', 'policy_save_interval',
                      'learner_iterations_per_call', 'reverb_port', 'replay_server_address',
                      'data_dir', 'data_take', 'seed', 'use_gpu', 'tpu')
+
+
+GAMMA = 0.99  # The discount of the TD target and of Cal-QL's returns-to-go.
 
 
 class ConfigError(ValueError):
@@ -123,6 +128,7 @@ def train_eval(
     softmax_temperature: types.Float = 1.0,
     normalize_observations: bool = False,
     normalize_rewards: bool = False,
+    cal_ql_sparse_failure_reward: Optional[types.Float] = None,
     # Data and Reverb replay params
     reward_shift: types.Float = 0.0,
     action_clipping: Optional[Tuple[types.Float, types.Float]] = None,
@@ -192,6 +198,9 @@ def train_eval(
     normalize_rewards: Multiply `reward_scale_factor` by CORL's locomotion factor
       1000/(max − min episode return) of the dataset (`normalize_reward`);
       `reward_shift` stays in environment reward units (added before scaling).
+    cal_ql_sparse_failure_reward: With `agent_class = @CalQlAgent`: the failure reward of
+      the returns-to-go's sparse rule (`cql_sac.data.returns`; AntMaze 0.0), None for
+      dense rewards.
     reward_shift: Added to every dataset reward before it is stored in Reverb.
     action_clipping: (min, max) clip of dataset actions, or None.
     data_prefetch: Batches prefetched from Reverb.
@@ -250,6 +259,9 @@ def train_eval(
       raise ConfigError(f'train_eval.{option} needs cql_sac\'s CqlSacAgent ({needs}), not '
                         f'{agent_class.__module__}.{agent_class.__name__}; set '
                         f'train_eval.{option} = False for a reference run.')
+  if replay_server_address and issubclass(agent_class, CalQlAgent):
+    raise ConfigError('CalQlAgent needs returns-to-go in the replay, which an external Reverb '
+                      'server does not store; drop --replay_server_address.')
   _check_root_dir(root_dir)
   logging.info('Training CQL-SAC on %s from %s into %s', env_name, dataset_name, root_dir)
   if seed is not None:  # Python's, NumPy's and TF's generators: Keras' unseeded initializers
@@ -283,15 +295,21 @@ def train_eval(
   _check_checkpoint(os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
 
   # 2. Every transition of the dataset goes into Reverb (or, with sample_in_loop, stays in
-  # memory for the compiled loop); training samples uniformly.
+  # memory for the compiled loop); training samples uniformly. Cal-QL's items also carry
+  # their return-to-go.
+  returns = (returns_to_go(episodes, GAMMA, reward_scale_factor, reward_shift,
+                           cal_ql_sparse_failure_reward)
+             if issubclass(agent_class, CalQlAgent) else None)
   if sample_in_loop:
     replay = build_in_memory_replay(episodes, reward_shift=reward_shift,
                                     action_clipping=action_clipping,
-                                    pad_end_of_episodes=pad_end_of_episodes)
+                                    pad_end_of_episodes=pad_end_of_episodes,
+                                    returns_to_go=returns)
   else:
     replay = build_replay(episodes, reward_shift=reward_shift, action_clipping=action_clipping,
                           pad_end_of_episodes=pad_end_of_episodes,
-                          server_address=replay_server_address, port=reverb_port)
+                          server_address=replay_server_address, port=reverb_port,
+                          returns_to_go=returns)
   logging.info('The replay (%s) holds %d transitions',
                'in memory' if sample_in_loop else 'Reverb', replay.num_items)
   served = [tuple(spec.shape) for spec in (replay.data_spec.observation, replay.data_spec.action)]
@@ -334,7 +352,7 @@ def train_eval(
           reward_noise_variance=reward_noise_variance,
           num_bc_steps=bc_steps,
           td_errors_loss_fn=tf.math.squared_difference,
-          gamma=0.99,
+          gamma=GAMMA,
           reward_scale_factor=reward_scale_factor,
           gradient_clipping=None,
           log_cql_alpha_clipping=log_cql_alpha_clipping,

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tf_agents.agents.cql import cql_sac_agent as tf_agents_cql
 
 from cql_sac import eval as cql_eval
+from cql_sac.agents import cal_ql_agent
 from cql_sac import train_eval
 from cql_sac.data.collect import write_dataset
 from cql_sac.data.loading import load_episodes
@@ -299,6 +300,23 @@ def test_q_filtered_policy_is_evaluated_exported_and_loaded(tmp_path, dataset_di
   assert evaluated.train_step == 60 and np.isfinite(evaluated.mean_return)
   with pytest.raises(ValueError, match='No Q-filtered policy at'):
     cql_eval.load_policy(str(tmp_path), q_filter=True)
+
+
+def test_cal_ql_trains_on_the_datasets_returns_to_go(tmp_path, dataset_dir):
+  """agent_class = CalQlAgent: the replay's items carry returns-to-go, the bound rate reaches
+  TensorBoard; an external Reverb server (no returns) is refused before anything is written."""
+  root_dir = str(tmp_path / 'run')
+  result = small_train_eval(root_dir, dataset_dir, agent_class=cal_ql_agent.CalQlAgent,
+                            num_gradient_updates=60, summary_interval=30, eval_interval=0,
+                            learner_iterations_per_call=30)
+  assert result.train_steps == 60
+  bound_rate = read_scalars(os.path.join(root_dir, 'train'))['cal_ql/bound_rate']
+  assert [step for step, _ in bound_rate] == [0, 30]  # Written before the step counts.
+  assert all(0.0 <= rate <= 1.0 for _, rate in bound_rate)
+  with pytest.raises(train_eval.ConfigError, match='CalQlAgent needs returns-to-go'):
+    small_train_eval(str(tmp_path / 'other'), dataset_dir, agent_class=cal_ql_agent.CalQlAgent,
+                     replay_server_address='localhost:1')
+  assert not (tmp_path / 'other').exists()
 
 
 def test_corrupt_checkpoint_is_named_and_kept(existing_root_dir, dataset_dir):

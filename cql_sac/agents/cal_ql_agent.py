@@ -22,8 +22,7 @@ import tensorflow as tf
 from tf_agents.trajectories import trajectory
 
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
-
-RETURN_TO_GO = 'return_to_go'
+from cql_sac.data.transitions import RETURN_TO_GO
 
 
 class CalQlLossInfo(NamedTuple):
@@ -62,6 +61,12 @@ class CalQlAgent(CqlSacAgent):
     super().__init__(*args, **kwargs)
     self._calibration_enabled = tf.Variable(bool(calibration_enabled), trainable=False,
                                             name='calibration_enabled')
+
+  @property
+  def training_data_spec(self) -> trajectory.Trajectory:
+    """`collect_data_spec` with policy_info {'return_to_go': float32 []}: the items it trains on."""
+    return self.collect_data_spec._replace(
+        policy_info={RETURN_TO_GO: tf.TensorSpec([], tf.float32, name=RETURN_TO_GO)})
 
   @property
   def calibration_enabled(self) -> tf.Variable:

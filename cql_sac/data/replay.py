@@ -9,7 +9,8 @@ Each step is stored as two float32 columns, the observation and the rest of the 
 into one vector (`_PACKED_FIELDS`): Reverb and tf.data spend their time per sampled item and
 per column, so two columns instead of a `Trajectory`'s six cut the CPU time of a batch of 256,
 unpacking included, from 8.7 to 6.5 ms (2 cores, 20,000 items); `as_dataset` unpacks whole
-batches back into `Trajectory`s. Tables written by TF-Agents' `ReverbAddTrajectoryObserver`
+batches back into `Trajectory`s. For Cal-QL a third column holds each step's return-to-go
+(`policy_info['return_to_go']`). Tables written by TF-Agents' `ReverbAddTrajectoryObserver`
 (online collection, `cql_sac_make_behavior`) keep its `Trajectory` signature and are read as is.
 
 In memory: the same items (`cql_sac.data.transitions`) as tensors (`ReplayTensors`), sampled
@@ -220,7 +221,8 @@ def packed_signature(data_spec: trajectory.Trajectory) -> dict:
 
   Returns:
     {'observation': float32 TensorSpec [2, O], 'packed': float32 TensorSpec [2, A + 4]}, the
-    second holding action, reward, discount, step_type, next_step_type (`_PACKED_FIELDS`).
+    second holding action, reward, discount, step_type, next_step_type (`_PACKED_FIELDS`),
+    and 'return_to_go' float32 [2] when the spec's policy_info has it (Cal-QL).
 
   Raises:
     ValueError: if the spec's observation, action, reward or discount is not float32 or the
@@ -234,9 +236,19 @@ def packed_signature(data_spec: trajectory.Trajectory) -> dict:
           'dataset to float32 and flatten dict observations (cql_sac.data.loading does both '
           'for D4RL datasets).')
   width = data_spec.action.shape[0] + _PACKED_SCALARS
-  return {'observation': tf.TensorSpec([SEQUENCE_LENGTH] + data_spec.observation.shape.as_list(),
-                                       tf.float32, name='observation'),
-          'packed': tf.TensorSpec([SEQUENCE_LENGTH, width], tf.float32, name='packed')}
+  signature = {
+      'observation': tf.TensorSpec([SEQUENCE_LENGTH] + data_spec.observation.shape.as_list(),
+                                   tf.float32, name='observation'),
+      'packed': tf.TensorSpec([SEQUENCE_LENGTH, width], tf.float32, name='packed')}
+  if _has_return_to_go(data_spec):
+    signature[transitions.RETURN_TO_GO] = tf.TensorSpec(
+        [SEQUENCE_LENGTH], tf.float32, name=transitions.RETURN_TO_GO)
+  return signature
+
+
+def _has_return_to_go(traj) -> bool:
+  """Whether a Trajectory (spec or values) carries policy_info['return_to_go']."""
+  return isinstance(traj.policy_info, dict) and transitions.RETURN_TO_GO in traj.policy_info
 
 
 def _packed_steps(traj: trajectory.Trajectory) -> np.ndarray:
@@ -257,7 +269,8 @@ def _data_spec_of_packed_signature(signature) -> Optional[trajectory.Trajectory]
   spec = transitions.data_spec(
       tf.TensorSpec(observation_shape, tf.float32, name='observation'),
       tf.TensorSpec([action_dim], tf.float32, name='action'),
-      tf.TensorSpec([], tf.float32, name='reward'))
+      tf.TensorSpec([], tf.float32, name='reward'),
+      with_return_to_go=transitions.RETURN_TO_GO in signature)
   return spec if packed_signature(spec) == signature else None
 
 
@@ -265,8 +278,8 @@ def unpack_steps(data: dict, data_spec: trajectory.Trajectory) -> trajectory.Tra
   """Rebuilds `Trajectory`s from packed items (the inverse of the writer's packing).
 
   Args:
-    data: {'observation': float32 [..., O], 'packed': float32 [..., A + 4]}, e.g. a batch
-      [B, 2, ...] sampled from a packed table.
+    data: {'observation': float32 [..., O], 'packed': float32 [..., A + 4]} (and
+      'return_to_go' [...]), e.g. a batch [B, 2, ...] sampled from a packed table.
     data_spec: the step spec.
 
   Returns:
@@ -278,27 +291,30 @@ def unpack_steps(data: dict, data_spec: trajectory.Trajectory) -> trajectory.Tra
   scalars = tf.unstack(packed[..., action_dim:], num=_PACKED_SCALARS, axis=-1)
   fields = dict(zip(_PACKED_FIELDS[1:], scalars), action=packed[..., :action_dim],
                 observation=data['observation'])
+  info = ({transitions.RETURN_TO_GO: data[transitions.RETURN_TO_GO]}
+          if _has_return_to_go(data_spec) else ())
   return data_spec._replace(
-      policy_info=(),
+      policy_info=info,
       **{name: tf.cast(value, getattr(data_spec, name).dtype) for name, value in fields.items()})
 
 
 def _trajectory_steps(episodes: Episodes, reward_shift: float,
                       action_clipping: transitions.ActionClipping,
-                      pad_end_of_episodes: bool) -> Tuple[transitions.TrajectorySteps,
-                                                          trajectory.Trajectory]:
+                      pad_end_of_episodes: bool, returns_to_go: Optional[np.ndarray] = None
+                      ) -> Tuple[transitions.TrajectorySteps, trajectory.Trajectory]:
   steps = validation.as_episode_steps(episodes, 'replay data')
   return (transitions.to_trajectory_steps(steps, reward_shift, action_clipping,
-                                          pad_end_of_episodes),
-          transitions.steps_data_spec(steps))
+                                          pad_end_of_episodes, returns_to_go),
+          transitions.steps_data_spec(steps, with_return_to_go=returns_to_go is not None))
 
 
 def build_in_memory_replay(episodes: Episodes, *, reward_shift: float = 0.0,
                            action_clipping: transitions.ActionClipping = None,
-                           pad_end_of_episodes: bool = True) -> InMemoryReplay:
+                           pad_end_of_episodes: bool = True,
+                           returns_to_go: Optional[np.ndarray] = None) -> InMemoryReplay:
   """Builds the in-memory replay of a validated dataset; arguments as in `build_replay`."""
   traj_steps, spec = _trajectory_steps(episodes, reward_shift, action_clipping,
-                                       pad_end_of_episodes)
+                                       pad_end_of_episodes, returns_to_go)
   return InMemoryReplay(traj_steps, spec)
 
 
@@ -317,7 +333,11 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server)
   client = reverb.Client(f'localhost:{server.port}')
   observations = np.asarray(traj_steps.trajectory.observation, np.float32)
   packed = _packed_steps(traj_steps.trajectory)
-  step = lambda i: {'observation': observations[i], 'packed': packed[i]}
+  columns = {'observation': observations, 'packed': packed}
+  if _has_return_to_go(traj_steps.trajectory):
+    columns[transitions.RETURN_TO_GO] = traj_steps.trajectory.policy_info[
+        transitions.RETURN_TO_GO]
+  step = lambda i: {name: column[i] for name, column in columns.items()}
   with client.trajectory_writer(num_keep_alive_refs=_CHUNK_STEPS) as writer:
     previous, num_items = None, 0
     for first, second in traj_steps.items:
@@ -379,7 +399,8 @@ def _connect(server_address: str, timeout_s: int = _SERVER_TIMEOUT_S) -> Replay:
 def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
                  action_clipping: transitions.ActionClipping = None,
                  pad_end_of_episodes: bool = True, server_address: Optional[str] = None,
-                 port: Optional[int] = None) -> Replay:
+                 port: Optional[int] = None,
+                 returns_to_go: Optional[np.ndarray] = None) -> Replay:
   """Builds the Reverb replay holding every transition of a (validated) dataset.
 
   Args:
@@ -392,6 +413,9 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
     server_address: 'host:port' of a running `cql_sac_reverb_server`; None starts a server in
       this process. The other process applies its own reward_shift/action_clipping.
     port: port of the in-process server; None picks a free one.
+    returns_to_go: optional float [N], each dataset step's return-to-go
+      (`cql_sac.data.returns`): items then carry policy_info['return_to_go'] (Cal-QL), as a
+      third Reverb column.
 
   Returns:
     A `Replay` whose `num_items` equals the dataset's transitions (`DatasetStats.num_transitions`
@@ -403,7 +427,7 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
   if server_address is not None:
     return _connect(server_address)
   traj_steps, spec = _trajectory_steps(episodes, reward_shift, action_clipping,
-                                       pad_end_of_episodes)
+                                       pad_end_of_episodes, returns_to_go)
   server = _start_server(traj_steps, spec, port)
   return Replay(spec, traj_steps.num_items, server=server, packed=True)
 

@@ -18,6 +18,10 @@ by `ReverbAddTrajectoryObserver(sequence_length=2, stride_length=1)` (study sect
 
 `reward_shift` is added to the rewards and `action_clipping` clips the actions of the dataset's
 steps (not the padding), as TF-Agents' CQL example does; policies' actions are never touched.
+
+For Cal-QL each step can carry its Monte-Carlo return-to-go (`cql_sac.data.returns`) as
+`policy_info = {'return_to_go': float32}` (0 on padding steps); without it `policy_info` is
+`()`, as TF-Agents writes it.
 """
 
 import dataclasses
@@ -32,6 +36,7 @@ from tf_agents.trajectories import trajectory
 from cql_sac.data import steps as steps_lib
 
 ActionClipping = Optional[Tuple[float, float]]
+RETURN_TO_GO = 'return_to_go'  # The policy_info key of a step's return-to-go.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +47,7 @@ class TrajectorySteps:
     trajectory: `Trajectory` of numpy arrays with outer dim [M]: M = N dataset steps followed by
       one zero padding step per padded one-step episode. step_type/next_step_type int32,
       observation [M, obs_dim], action [M, A], reward [M], discount [M] (float32 for D4RL),
-      policy_info ().
+      policy_info () or {'return_to_go': float32 [M]}.
     items: int64 [num_items, 2], the indices into `trajectory` of each item's two steps; item k
       is the transition (observation[i], action[i], reward[i], discount[i]) -> observation[j] for
       (i, j) = items[k]. Ordered by position in the dataset.
@@ -59,34 +64,40 @@ class TrajectorySteps:
 
 
 def data_spec(observation_spec: tf.TensorSpec, action_spec: tf.TensorSpec,
-              reward_spec: tf.TensorSpec) -> trajectory.Trajectory:
+              reward_spec: tf.TensorSpec, with_return_to_go: bool = False
+              ) -> trajectory.Trajectory:
   """The Trajectory spec of one replay step (no outer dims), as TF-Agents builds it from RLDS.
 
   Args:
     observation_spec: spec of one observation, e.g. float32 [obs_dim].
     action_spec: spec of one action, e.g. float32 [A].
     reward_spec: spec of one reward, float32 [].
+    with_return_to_go: policy_info {'return_to_go': float32 []} instead of ().
 
   Returns:
     Trajectory of TensorSpecs: step_type/next_step_type int32 [], observation, action,
-    policy_info (), reward [], discount float32 [] (bounded to [0, 1]).
+    policy_info, reward [], discount float32 [] (bounded to [0, 1]).
   """
   time_step_spec = ts.time_step_spec(observation_spec, reward_spec)
+  info = ({RETURN_TO_GO: tf.TensorSpec([], tf.float32, name=RETURN_TO_GO)}
+          if with_return_to_go else ())
   return trajectory.from_transition(
-      time_step_spec, policy_step.PolicyStep(action_spec), time_step_spec)
+      time_step_spec, policy_step.PolicyStep(action_spec, info=info), time_step_spec)
 
 
-def steps_data_spec(steps: steps_lib.EpisodeSteps) -> trajectory.Trajectory:
+def steps_data_spec(steps: steps_lib.EpisodeSteps,
+                    with_return_to_go: bool = False) -> trajectory.Trajectory:
   """`data_spec` for the shapes and dtypes of `steps`' observation, action and reward."""
   def spec(array, name):
     return tf.TensorSpec(array.shape[1:], tf.as_dtype(array.dtype), name=name)
   return data_spec(spec(steps.observation, 'observation'), spec(steps.action, 'action'),
-                   spec(steps.reward, 'reward'))
+                   spec(steps.reward, 'reward'), with_return_to_go)
 
 
 def to_trajectory_steps(steps: steps_lib.EpisodeSteps, reward_shift: float = 0.0,
                         action_clipping: ActionClipping = None,
-                        pad_end_of_episodes: bool = True) -> TrajectorySteps:
+                        pad_end_of_episodes: bool = True,
+                        returns_to_go: Optional[np.ndarray] = None) -> TrajectorySteps:
   """Converts validated RLDS steps to TF-Agents trajectory steps and items (module docstring).
 
   Args:
@@ -94,6 +105,8 @@ def to_trajectory_steps(steps: steps_lib.EpisodeSteps, reward_shift: float = 0.0
     reward_shift: added to every dataset reward (environment units).
     action_clipping: optional (min, max) to clip every dataset action component to.
     pad_end_of_episodes: whether one-step episodes give a padded item.
+    returns_to_go: optional float [N], each step's return-to-go, stored as
+      policy_info['return_to_go'].
 
   Returns:
     The `TrajectorySteps`.
@@ -130,11 +143,13 @@ def to_trajectory_steps(steps: steps_lib.EpisodeSteps, reward_shift: float = 0.0
     pad = np.full((num_pad,) + array.shape[1:], pad_value, array.dtype)
     return np.concatenate([array, pad]) if num_pad else array
 
+  info = () if returns_to_go is None else {
+      RETURN_TO_GO: with_padding(np.asarray(returns_to_go, np.float32))}
   traj = trajectory.Trajectory(
       step_type=with_padding(step_type, ts.StepType.LAST),
       observation=with_padding(steps.observation),
       action=with_padding(action),
-      policy_info=(),
+      policy_info=info,
       next_step_type=with_padding(next_step_type, ts.StepType.FIRST),
       reward=with_padding(reward),
       discount=with_padding(discount.astype(steps.discount.dtype)))

@@ -89,6 +89,29 @@ def test_separate_server_serves_the_same_items(hopper_steps):
     process.wait()
 
 
+def test_items_carry_their_steps_return_to_go(hopper_steps):
+  """With returns-to-go (Cal-QL), Reverb and in-memory items carry each step's G as
+  policy_info['return_to_go'] ([B, 2]), next to the same observations and rewards."""
+  _, steps = hopper_steps
+  returns = np.arange(steps.num_steps, dtype=np.float32) * 0.5 - 7.0  # G identifies the step.
+  in_process = replay.build_replay(steps, returns_to_go=returns)
+  in_memory = replay.build_in_memory_replay(steps, returns_to_go=returns)
+  try:
+    assert in_process.data_spec == in_memory.data_spec
+    assert set(in_process.data_spec.policy_info) == {'return_to_go'}
+    for dataset in (in_process.as_dataset(BATCH), in_memory.as_dataset(BATCH)):
+      traj, _ = next(dataset.as_numpy_iterator())
+      got = traj.policy_info['return_to_go']
+      step = ((got + 7.0) / 0.5).round().astype(int)  # The steps these items hold.
+      np.testing.assert_array_equal(step[:, 1], step[:, 0] + 1)
+      np.testing.assert_array_equal(traj.observation, steps.observation[step])
+      np.testing.assert_allclose(traj.reward, steps.reward[step])
+    plain = replay.build_in_memory_replay(steps)
+    assert plain.data_spec.policy_info == ()
+  finally:
+    in_process.close()
+
+
 def test_unreachable_server_raises_with_the_fix():
   port = reverb.server.portpicker.pick_unused_port()
   with pytest.raises(ValueError, match='cql_sac_reverb_server'):
