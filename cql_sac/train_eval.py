@@ -608,8 +608,15 @@ def parse_gin_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> N
     if not os.path.isfile(path):
       raise ConfigError(f'--gin_file={given} not found (looked for {path}). The shipped '
                         'configs are configs/*.gin in the cql-sac checkout.')
-  for directory in dict.fromkeys(os.path.dirname(p) for p in paths):
-    gin.add_config_file_search_path(directory)
+  # Includes resolve against gin's search paths in order: put these files' directories first,
+  # so that configs/mujoco_medium.gin's `include 'mujoco.gin'` finds configs/mujoco.gin even
+  # after configs/corl/mujoco.gin was parsed in the same process (benchmarks.quality). gin
+  # 0.5 appends search paths and has no public way to reorder them.
+  prefixes = gin.config._LOCATION_PREFIXES  # pylint: disable=protected-access
+  for directory in reversed(list(dict.fromkeys(os.path.dirname(p) for p in paths))):
+    if directory in prefixes:
+      prefixes.remove(directory)
+    prefixes.insert(1, directory)  # After '' (absolute paths and the working directory).
   try:
     gin.parse_config_files_and_bindings(paths, gin_bindings)
   except (ValueError, IOError, SyntaxError) as e:

@@ -410,8 +410,8 @@ def test_unknown_gin_parameter_suggests_the_closest():
 
 
 @pytest.mark.parametrize('name, parameter, value, temperature', [
-    ('mujoco_medium', 'cql_alpha', 5.0, 1.0), ('mujoco_medium_expert', 'cql_alpha', 5.0, 1.0),
-    ('mujoco_medium_replay', 'cql_alpha', 5.0, 1.0), ('antmaze', 'reward_shift', -0.5, None),
+    ('mujoco_medium', 'cql_alpha', 5.0, 10.0), ('mujoco_medium_expert', 'cql_alpha', 5.0, 10.0),
+    ('mujoco_medium_replay', 'cql_alpha', 5.0, 10.0), ('antmaze', 'reward_shift', -0.5, None),
     ('quickstart', 'batch_size', 64, 50.0)])
 def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name, parameter,
                                                      value, temperature):
@@ -444,6 +444,17 @@ def test_recipe_trains_200_steps_end_to_end(recipe, dataset_dir, antmaze_dataset
       seed=0)
   assert result.train_steps == 200
   assert np.isfinite(result.eval_metrics['AverageReturn'])
+
+
+def test_includes_resolve_next_to_the_including_file_after_a_recipe(tmp_path, monkeypatch):
+  """configs/corl/mujoco.gin parsed first (as benchmarks.quality does) must not become the
+  `include 'mujoco.gin'` of configs/mujoco_medium.gin."""
+  monkeypatch.chdir(tmp_path)
+  train_eval.parse_gin_config([os.path.join(REPO, 'configs', 'corl', 'mujoco.gin')], [])
+  gin.clear_config()
+  train_eval.parse_gin_config([os.path.join(REPO, 'configs', 'mujoco_medium.gin')], [])
+  assert gin.query_parameter('train_eval.cql_alpha') == 5.0
+  assert gin.query_parameter('train_eval.reward_scale_factor') == 0.1
 
 
 def test_cli_reports_bad_input_without_traceback(existing_root_dir, dataset_dir, tmp_path):
