@@ -22,23 +22,16 @@ import tensorflow as tf
 from tf_agents.trajectories import trajectory
 
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
+from cql_sac.agents.cql_sac_agent import CqlSacLossInfo
 from cql_sac.data.transitions import RETURN_TO_GO
 
 
-class CalQlLossInfo(NamedTuple):
-  """`CqlSacLossInfo`'s fields (same meaning) plus Cal-QL's bound rate; float32 scalars.
-
-  Attributes:
-    bound_rate: Fraction of the policy samples' Q values (over samples, states and
-      critics) below G(s) before the bound, i.e. lifted by it; 0 with calibration off.
-  """
-  critic_loss: tf.Tensor
-  actor_loss: tf.Tensor
-  alpha_loss: tf.Tensor
-  cql_loss: tf.Tensor
-  cql_alpha: tf.Tensor
-  cql_alpha_loss: tf.Tensor
-  bound_rate: tf.Tensor
+# `CqlSacLossInfo`'s fields (same meaning) plus Cal-QL's bound rate, all float32 scalars:
+# bound_rate is the fraction of the policy samples' Q values (over samples, states and
+# critics) below G(s) before the bound, i.e. lifted by it; 0 with calibration off.
+CalQlLossInfo = NamedTuple(
+    'CalQlLossInfo',
+    [(name, tf.Tensor) for name in CqlSacLossInfo._fields] + [('bound_rate', tf.Tensor)])
 
 
 @gin.configurable
