@@ -27,6 +27,7 @@ from typing import Optional
 import gin
 import tensorflow as tf
 from tf_agents.agents import tf_agent
+from tf_agents.trajectories import trajectory
 from tf_agents.train import learner as tf_agents_learner
 
 from cql_sac.agents import cql_sac_agent
@@ -234,6 +235,53 @@ def stack_batches(dataset: tf.data.Dataset, steps_per_call: int,
       dataset.element_spec, 'observation'):
     dataset = dataset.map(lambda experience, _: experience)
   return dataset.batch(steps_per_call, drop_remainder=True).prefetch(prefetch)
+
+
+def stack_exactly(batches, num_steps: int, max_steps: int) -> trajectory.Trajectory:
+  """Stacks the next `num_steps` batches of an iterator, padded to a power of two.
+
+  For calls of varying length (online fine-tuning trains a number of steps that depends on
+  each episode): none of `batches` is drawn in vain, and padding the leading axis to the
+  next power of two (at most `max_steps`) with copies of the last batch keeps the number of
+  shapes the compiled loop is traced for at log2(max_steps) + 1. `FusedLearner.train`
+  with `num_steps` never trains on the padding.
+
+  Args:
+    batches: Iterator of `Trajectory` batches [B, 2].
+    num_steps: Batches to take, 1 <= num_steps <= max_steps.
+    max_steps: K, the most steps per call.
+
+  Returns:
+    `Trajectory` [P, B, 2] with P = min(2^ceil(log2 num_steps), max_steps) >= num_steps.
+
+  Raises:
+    ValueError: If `num_steps` is not in [1, max_steps].
+  """
+  if not 1 <= num_steps <= max_steps:
+    raise ValueError(f'num_steps must be in [1, {max_steps}], got {num_steps}.')
+  taken = [next(batches) for _ in range(num_steps)]
+  padded = min(1 << (num_steps - 1).bit_length(), max_steps)
+  taken += taken[-1:] * (padded - num_steps)
+  return tf.nest.map_structure(lambda *fields: tf.stack(fields), *taken)
+
+
+def iterations_until_next_stop(step: int, final_step: int, steps_per_call: int,
+                               eval_interval: int) -> int:
+  """Train steps for the next call: it stops at each evaluation and at `final_step`.
+
+  Args:
+    step: Current train step.
+    final_step: Train step to reach (> step).
+    steps_per_call: Most steps per call.
+    eval_interval: Evaluations happen at its multiples; <= 0 for none.
+
+  Returns:
+    The number of train steps (>= 1) to run next.
+  """
+  stop = final_step
+  if eval_interval > 0:
+    stop = min(stop, (step // eval_interval + 1) * eval_interval)
+  return max(1, min(steps_per_call, stop - step))
 
 
 def distribute_stacked(strategy: tf.distribute.Strategy, experience):

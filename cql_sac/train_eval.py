@@ -13,8 +13,11 @@ The script reads top to bottom: `train_eval`, which
      `cql_sac.learner` (TensorBoard under root_dir/train, checkpoints under
      root_dir/train/checkpoints, SavedModel policies under root_dir/policies);
   5. evaluates the greedy policy in the real environment at step 0, every
-     `eval_interval` steps and at the end (TensorBoard under root_dir/eval).
-Rerunning the same command resumes from the last checkpoint. `main` and the flags close
+     `eval_interval` steps and at the end (TensorBoard under root_dir/eval);
+  6. with `online_env_steps` > 0, fine-tunes online in the real environment
+     (`cql_sac.finetune`: online episodes under root_dir/online_episodes, TensorBoard
+     under root_dir/online).
+Rerunning the same command resumes from the last checkpoint (and the online episodes). `main` and the flags close
 the file.
 
 Flags given on the command line override gin bindings of `train_eval`, which override
@@ -48,19 +51,24 @@ from tf_agents.typing import types
 
 from cql_sac import cli
 from cql_sac import eval as cql_eval
+from cql_sac import finetune
 
 from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.data.loading import load_episodes
+from cql_sac.data.loading import recorded_env_name
 from cql_sac.data.normalization import corl_reward_scale
 from cql_sac.data.normalization import observation_statistics
 from cql_sac.data.replay import build_in_memory_replay
+from cql_sac.data.replay import build_online_replay
 from cql_sac.data.replay import build_replay
 from cql_sac.data.returns import returns_to_go
 from cql_sac.data.steps import read_episode_steps
 from cql_sac.data.validation import validate_episodes
+from cql_sac.data.d4rl import get_dataset_info
 from cql_sac.envs import load_env
 from cql_sac.learner import CqlLearner
+from cql_sac.learner import iterations_until_next_stop
 from cql_sac.networks import make_networks
 from cql_sac.policies import QFilteredPolicy
 from cql_sac.policies import QFilteredPolicySaveTrigger
@@ -69,7 +77,7 @@ from cql_sac.policies import QFilteredPolicySaveTrigger
 _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updates',
                      'eval_interval', 'summary_interval', 'policy_save_interval',
                      'learner_iterations_per_call', 'reverb_port', 'replay_server_address',
-                     'data_dir', 'data_take', 'seed', 'use_gpu', 'tpu')
+                     'data_dir', 'data_take', 'seed', 'use_gpu', 'tpu', 'online_env_steps')
 
 
 GAMMA = 0.99  # The discount of the TD target and of Cal-QL's returns-to-go.
@@ -129,6 +137,13 @@ def train_eval(
     normalize_observations: bool = False,
     normalize_rewards: bool = False,
     cal_ql_sparse_failure_reward: Optional[types.Float] = None,
+    # Online fine-tuning params (cql_sac.finetune)
+    online_env_steps: int = 0,
+    updates_per_env_step: int = 1,
+    mixing_ratio: Optional[types.Float] = 0.5,
+    cql_alpha_online: Optional[types.Float] = None,
+    calibration_online: bool = True,
+    online_eval_interval: Optional[int] = None,
     # Data and Reverb replay params
     reward_shift: types.Float = 0.0,
     action_clipping: Optional[Tuple[types.Float, types.Float]] = None,
@@ -201,6 +216,17 @@ def train_eval(
     cal_ql_sparse_failure_reward: With `agent_class = @CalQlAgent`: the failure reward of
       the returns-to-go's sparse rule (`cql_sac.data.returns`; AntMaze 0.0), None for
       dense rewards.
+    online_env_steps: Environment steps of online fine-tuning after the
+      `num_gradient_updates` offline steps (`cql_sac.finetune`); 0: offline only.
+    updates_per_env_step: Online UTD: train steps per collected environment step.
+    mixing_ratio: Online: the share of dataset items in each batch, in [0, 1] (CORL and the
+      Cal-QL authors: 0.5); None puts online transitions into the dataset's table and samples
+      the union uniformly (CORL's CQL fine-tuning).
+    cql_alpha_online: Online: the fixed CQL weight α' (needs `use_lagrange_cql_alpha` False),
+      or None to keep `cql_alpha`.
+    calibration_online: Online, Cal-QL: keep the return-to-go bound on, with each online
+      episode's own returns (the authors), or switch it off (CORL).
+    online_eval_interval: Online: train steps between evaluations; None: `eval_interval`.
     reward_shift: Added to every dataset reward before it is stored in Reverb.
     action_clipping: (min, max) clip of dataset actions, or None.
     data_prefetch: Batches prefetched from Reverb.
@@ -243,7 +269,10 @@ def train_eval(
       environment or dataset, a dataset that does not match the environment, or an
       unreadable checkpoint in `root_dir`, `sample_in_loop` with a remote replay or several
       devices, normalization on a dataset with a constant observation dimension or equal
-      episode returns; after restoring, for a checkpoint written
+      episode returns, online fine-tuning with `mixing_ratio` outside [0, 1],
+      `cql_alpha_online` with Lagrange, `sample_in_loop`, one shared table on an external
+      server, or an environment other than the one the dataset was recorded in; after
+      restoring, for a checkpoint written
       with different network shapes.
   """
   # 1. Check every input before writing anything.
@@ -259,6 +288,8 @@ def train_eval(
       raise ConfigError(f'train_eval.{option} needs cql_sac\'s CqlSacAgent ({needs}), not '
                         f'{agent_class.__module__}.{agent_class.__name__}; set '
                         f'train_eval.{option} = False for a reference run.')
+  if online_env_steps:
+    _check_online(locals())
   if replay_server_address and issubclass(agent_class, CalQlAgent):
     raise ConfigError('CalQlAgent needs returns-to-go in the replay, which an external Reverb '
                       'server does not store; drop --replay_server_address.')
@@ -306,10 +337,12 @@ def train_eval(
                                     pad_end_of_episodes=pad_end_of_episodes,
                                     returns_to_go=returns)
   else:
+    shared_table = online_env_steps > 0 and mixing_ratio is None
     replay = build_replay(episodes, reward_shift=reward_shift, action_clipping=action_clipping,
                           pad_end_of_episodes=pad_end_of_episodes,
                           server_address=replay_server_address, port=reverb_port,
-                          returns_to_go=returns)
+                          returns_to_go=returns,
+                          extra_capacity=online_env_steps if shared_table else 0)
   logging.info('The replay (%s) holds %d transitions',
                'in memory' if sample_in_loop else 'Reverb', replay.num_items)
   served = [tuple(spec.shape) for spec in (replay.data_spec.observation, replay.data_spec.action)]
@@ -319,6 +352,9 @@ def train_eval(
     raise ConfigError(f'The Reverb server at {replay_server_address} serves observations and '
                       f'actions of shapes {served}; --env_name={env_name} needs {expected}. '
                       'Start it with the dataset of that environment.')
+  online_replay = None
+  if online_env_steps and mixing_ratio is not None:
+    online_replay = build_online_replay(replay.data_spec, online_env_steps)
   try:
     # 3. Networks and agent, as in TF-Agents' kumar20 example (`make_networks.compute_dtype`
     # = 'bfloat16' in gin runs the critics' matmuls in bfloat16).
@@ -328,6 +364,8 @@ def train_eval(
     action_spec = tensor_spec.from_spec(env.action_spec())
     with strategy.scope():
       train_step = train_utils.create_train_step()
+      if cql_alpha_online is not None:  # Checkpointed with the agent; finetune sets it.
+        cql_alpha = tf.Variable(float(cql_alpha), trainable=False, name='cql_alpha')
       networks = make_networks(observation_spec, action_spec, actor_fc_layers=actor_fc_layers,
                                critic_joint_fc_layers=critic_joint_fc_layers,
                                observation_statistics=observation_stats)
@@ -416,7 +454,7 @@ def train_eval(
     eval_results = run_evaluation() if step == 0 and eval_interval > 0 else {}
     progress = _Progress(start_step, num_gradient_updates, cql_learner.train_summary_writer)
     while step < num_gradient_updates:
-      iterations = _iterations_until_next_stop(
+      iterations = iterations_until_next_stop(
           step, num_gradient_updates, learner_iterations_per_call, eval_interval)
       started = time.time()
       loss_info = cql_learner.run(iterations=iterations)
@@ -424,6 +462,25 @@ def train_eval(
       progress.update(step, time.time() - started, loss_info)
       if step == num_gradient_updates or (eval_interval > 0 and step % eval_interval == 0):
         eval_results = run_evaluation()
+
+    # 7. Online fine-tuning: collect in the real environment, train on mixed batches.
+    if online_env_steps:
+      config = finetune.FinetuneConfig(online_env_steps, updates_per_env_step, mixing_ratio,
+                                       cql_alpha_online, calibration_online,
+                                       online_eval_interval)
+      data = finetune.OnlineData(
+          replay, online_replay, reward_shift, action_clipping,
+          returns_to_go=(lambda steps: returns_to_go(
+              steps, GAMMA, reward_scale_factor, reward_shift, cal_ql_sparse_failure_reward))
+          if returns is not None else None)
+      eval_results = finetune.finetune(
+          config, root_dir=root_dir, env_name=env_name, seed=seed, agent=agent,
+          cql_learner=cql_learner, data=data, batch_size=batch_size,
+          data_prefetch=data_prefetch, num_offline_steps=num_gradient_updates,
+          steps_per_call=learner_iterations_per_call, eval_interval=eval_interval,
+          run_evaluation=run_evaluation,
+          cql_alpha=cql_alpha if cql_alpha_online is not None else None) or eval_results
+      step = int(train_step.numpy())
     if step > start_step:  # Final checkpoint and policy, unless just written.
       for trigger in cql_learner.triggers:
         trigger(step, force_trigger=True)
@@ -431,6 +488,8 @@ def train_eval(
       eval_results = run_evaluation()
   finally:
     replay.close()
+    if online_replay is not None:
+      online_replay.close()
 
   return TrainEvalResult(
       train_steps=step,
@@ -449,7 +508,8 @@ _INTEGERS_AT_LEAST = {
     'num_gradient_updates': 0, 'batch_size': 1, 'bc_steps': 0, 'num_cql_samples': 1,
     'data_prefetch': 1, 'policy_save_interval': 1, 'summary_interval': 1,
     'checkpoint_interval': 1, 'max_checkpoints_to_keep': 1, 'learner_iterations_per_call': 1,
-    'eval_episodes': 0, 'num_eval_samples': 1}
+    'eval_episodes': 0, 'num_eval_samples': 1, 'online_env_steps': 0,
+    'updates_per_env_step': 1}
 
 
 def _check_numbers(arguments: Dict[str, object]) -> None:
@@ -488,6 +548,45 @@ def _check_numbers(arguments: Dict[str, object]) -> None:
   for name in _FINITE:
     if not math.isfinite(number(name)):
       fail(name, 'a finite number')
+
+
+def _check_online(arguments: Dict[str, object]) -> None:
+  """Checks the online fine-tuning arguments (train_eval's `locals()` on entry).
+
+  Raises:
+    ConfigError: For `mixing_ratio` outside [0, 1], `cql_alpha_online` < 0 or with
+      Lagrange, `sample_in_loop`, a shared table (`mixing_ratio` None) on an external server,
+      or a dataset recorded in another environment than `env_name`.
+  """
+  ratio = arguments['mixing_ratio']
+  if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                            or not 0.0 <= ratio <= 1.0):
+    raise ConfigError(f'train_eval.mixing_ratio is the share of dataset items in an online '
+                      f'batch and must be in [0, 1] (or None for one shared table), got '
+                      f'{ratio!r}.')
+  alpha = arguments['cql_alpha_online']
+  if alpha is not None and (arguments['use_lagrange_cql_alpha'] or not alpha >= 0):
+    raise ConfigError(f'train_eval.cql_alpha_online={alpha!r} sets a fixed CQL weight >= 0 '
+                      'for the online phase; with use_lagrange_cql_alpha = True α\' is '
+                      'learned: set cql_alpha_online = None, or use_lagrange_cql_alpha = False.')
+  if arguments['sample_in_loop']:
+    raise ConfigError('Online fine-tuning adds transitions to Reverb tables; set '
+                      'train_eval.sample_in_loop = False (or online_env_steps = 0).')
+  if ratio is None and arguments['replay_server_address']:
+    raise ConfigError('train_eval.mixing_ratio = None adds online transitions to the dataset\'s '
+                      'table, which an external Reverb server owns; drop '
+                      '--replay_server_address or set a mixing_ratio.')
+  recorded = recorded_env_name(arguments['dataset_name'])
+  env_name = arguments['env_name']
+  try:
+    same = recorded is None or (get_dataset_info(recorded).gym_env_id
+                                == get_dataset_info(env_name).gym_env_id)
+  except ValueError:
+    same = True  # An unknown name is reported with the environment.
+  if not same:
+    raise ConfigError(f'--dataset_name={arguments["dataset_name"]} was recorded in {recorded}, '
+                      f'not in --env_name={env_name}: online fine-tuning would add another '
+                      'task\'s transitions. Pass the environment of the dataset.')
 
 
 def _make_agent(agent_class, *args, **kwargs):
@@ -548,25 +647,6 @@ def _check_checkpoint(checkpoint_dir: str) -> None:
         'Nothing was changed. Pass another --root_dir to start a new run, or move the '
         'damaged checkpoint files (and its line in the "checkpoint" file) away to resume '
         'from an earlier one.') from e
-
-
-def _iterations_until_next_stop(step: int, num_gradient_updates: int,
-                                learner_iterations_per_call: int, eval_interval: int) -> int:
-  """Train steps for the next Learner call: it stops at each evaluation and at the end.
-
-  Args:
-    step: Current train step.
-    num_gradient_updates: Final train step.
-    learner_iterations_per_call: Most steps per call.
-    eval_interval: Evaluations happen at its multiples; <= 0 for none.
-
-  Returns:
-    The number of train steps (>= 1) to run next.
-  """
-  stop = num_gradient_updates
-  if eval_interval > 0:
-    stop = min(stop, (step // eval_interval + 1) * eval_interval)
-  return max(1, min(learner_iterations_per_call, stop - step))
 
 
 class _Progress:
@@ -660,6 +740,8 @@ def _define_flags() -> None:
                       'datasets).')
   flags.DEFINE_integer('data_take', None, 'Use only the first N *episodes* of the dataset.')
   flags.DEFINE_integer('seed', None, 'Seeds TensorFlow, NumPy, the agent and the environment.')
+  flags.DEFINE_integer('online_env_steps', None, 'Environment steps of online fine-tuning '
+                       'after the offline steps (default 0: offline only).')
 
 
 def main(argv: Sequence[str]) -> None:

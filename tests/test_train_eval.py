@@ -22,6 +22,7 @@ from tf_agents.agents.cql import cql_sac_agent as tf_agents_cql
 
 from cql_sac import eval as cql_eval
 from cql_sac.agents import cal_ql_agent
+from cql_sac import learner as learner_lib
 from cql_sac import train_eval
 from cql_sac.data.collect import write_dataset
 from cql_sac.data.loading import load_episodes
@@ -473,4 +474,4 @@ def test_cli_reports_bad_input_without_traceback(existing_root_dir, dataset_dir,
     (0, 150), (150, 150), (300, 100), (100, 50), (390, 10)])
 def test_learner_calls_stop_at_each_evaluation_and_the_end(step, expected):
   # 400 steps, at most 200 per call, evaluation every 150 steps.
-  assert train_eval._iterations_until_next_stop(step, 400, 200, 150) == expected
+  assert learner_lib.iterations_until_next_stop(step, 400, 200, 150) == expected

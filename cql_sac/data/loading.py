@@ -5,12 +5,16 @@ issue 848); the catalog path here is `tfds.load(name, split='train')`, which ret
 rather than a dict of splits.
 """
 
+import json
 import os
 from typing import Optional
 
 import rlds
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from cql_sac.data import d4rl
+from cql_sac.data import writing
 
 # Step fields cast to float32 on load: D4RL v1 medium-replay/full-replay (TFDS configs
 # 'v1-medium-replay', 'v1-full-replay') and some v0 sets store them as float64; float32 is the
@@ -82,3 +86,27 @@ def load_episodes(dataset_name: str, data_dir: Optional[str] = None,
   if take is not None:
     episodes = episodes.take(take)
   return episodes
+
+
+def recorded_env_name(dataset_name: str) -> Optional[str]:
+  """The D4RL environment a dataset was recorded in, when the dataset says so.
+
+  Args:
+    dataset_name: as `load_episodes`: a directory written by this project (its
+      `cql_sac_metadata.json` names `env_name`) or a TFDS D4RL name such as
+      'd4rl_mujoco_hopper/v2-medium' (optionally with ':version'), looked up in
+      `cql_sac.data.d4rl`'s registry.
+
+  Returns:
+    The D4RL environment name, or None if the dataset does not say (another TFDS dataset,
+    a directory without the metadata file).
+  """
+  metadata_path = os.path.join(dataset_name, writing.METADATA_FILE)
+  if tf.io.gfile.exists(metadata_path):
+    with tf.io.gfile.GFile(metadata_path) as f:
+      return json.load(f).get('env_name')
+  name = dataset_name.split(':')[0]
+  for env_name in d4rl.all_env_names():
+    if d4rl.get_dataset_info(env_name).tfds_name == name:
+      return env_name
+  return None

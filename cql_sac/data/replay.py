@@ -33,6 +33,7 @@ from cql_sac.data import transitions
 from cql_sac.data import validation
 
 TABLE_NAME = 'uniform_table'
+ONLINE_TABLE_NAME = 'online_table'  # Online fine-tuning's transitions (`build_online_replay`).
 SEQUENCE_LENGTH = 2
 _SERVER_TIMEOUT_S = 60
 _CHUNK_STEPS = 32
@@ -63,7 +64,7 @@ class Replay:
 
   def __init__(self, data_spec: trajectory.Trajectory, num_items: Optional[int],
                server: Optional[reverb.Server] = None, server_address: Optional[str] = None,
-               *, packed: bool):
+               *, packed: bool, table_name: str = TABLE_NAME):
     """Connects to the table; use `build_replay` instead of calling this directly.
 
     Args:
@@ -74,12 +75,41 @@ class Replay:
       packed: whether the table has the packed signature (`packed_signature`, the dataset
         tables `build_replay` fills) rather than `data_spec` with an outer time dimension
         (the `Trajectory` items TF-Agents' `ReverbAddTrajectoryObserver` writes).
+      table_name: the table's name (`TABLE_NAME`, or `ONLINE_TABLE_NAME`).
     """
     self.data_spec = data_spec
     self.num_items = num_items
     self.server = server
     self._server_address = server_address or f'localhost:{server.port}'
     self._packed = packed
+    self._table_name = table_name
+
+  def add(self, traj_steps: transitions.TrajectorySteps) -> None:
+    """Writes the items of `traj_steps` (e.g. a finished online episode) into the table.
+
+    Args:
+      traj_steps: items whose steps match `data_spec` (policy_info included).
+
+    Raises:
+      ValueError: for a table served by another process, one without room for the items
+        (it would drop the oldest), or steps of another spec.
+    """
+    if self.server is None or not self._packed:
+      raise ValueError('Only a packed table of this process takes new items; build it with '
+                       'build_replay or build_online_replay.')
+    spec = transitions.data_spec(
+        *(tf.TensorSpec(np.shape(getattr(traj_steps.trajectory, field))[1:], tf.float32,
+                        name=field) for field in ('observation', 'action')),
+        tf.TensorSpec([], tf.float32, name='reward'),
+        with_return_to_go=_has_return_to_go(traj_steps.trajectory))
+    if packed_signature(spec) != packed_signature(self.data_spec):
+      raise ValueError(f'Items of spec {spec} do not fit the table\'s {self.data_spec}.')
+    info = self.server.localhost_client().server_info()[self._table_name]
+    if info.current_size + traj_steps.num_items > info.max_size:
+      raise ValueError(f'The Reverb table {self._table_name!r} holds {info.current_size} of '
+                       f'at most {info.max_size} items; {traj_steps.num_items} more do not fit.')
+    _write_items(traj_steps, self.server, self._table_name)
+    self.num_items = (self.num_items or 0) + traj_steps.num_items
 
   def as_dataset(self, batch_size: int, prefetch: int = tf.data.AUTOTUNE,
                  num_parallel_calls: Optional[int] = None) -> tf.data.Dataset:
@@ -99,7 +129,7 @@ class Replay:
     """
     def stream(_):
       items = reverb.TrajectoryDataset.from_table_signature(
-          self._server_address, TABLE_NAME,
+          self._server_address, self._table_name,
           max_in_flight_samples_per_worker=2 * batch_size)
       return items.batch(batch_size, drop_remainder=True)
 
@@ -318,7 +348,8 @@ def build_in_memory_replay(episodes: Episodes, *, reward_shift: float = 0.0,
   return InMemoryReplay(traj_steps, spec)
 
 
-def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server) -> None:
+def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server,
+                 table_name: str = TABLE_NAME) -> None:
   """Writes every item of `traj_steps` with a Reverb TrajectoryWriter, episode by episode.
 
   This writes the items TF-Agents' `ReverbAddTrajectoryObserver(sequence_length=2)` writes (one
@@ -347,7 +378,7 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server)
         writer.append(step(first))
       writer.append(step(second))
       history = tf.nest.map_structure(lambda column: column[-2:], writer.history)
-      writer.create_item(TABLE_NAME, priority=1.0, trajectory=history)
+      writer.create_item(table_name, priority=1.0, trajectory=history)
       previous = second
       num_items += 1
       if num_items % _FLUSH_ITEMS == 0:
@@ -356,8 +387,8 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server)
 
 
 def _start_server(traj_steps: transitions.TrajectorySteps, data_spec: trajectory.Trajectory,
-                  port: Optional[int]) -> reverb.Server:
-  """Starts a server whose table holds every item, and fills it."""
+                  port: Optional[int], extra_capacity: int = 0) -> reverb.Server:
+  """Starts a server whose table holds every item (and `extra_capacity` more), fills it."""
   if traj_steps.num_items == 0:
     raise ValueError('The dataset has no transitions (every episode has a single step). Fix: '
                      'use a dataset with longer episodes or pad_end_of_episodes=True.')
@@ -365,7 +396,7 @@ def _start_server(traj_steps: transitions.TrajectorySteps, data_spec: trajectory
       name=TABLE_NAME,
       sampler=reverb.selectors.Uniform(),
       remover=reverb.selectors.Fifo(),  # Never used: max_size holds every item.
-      max_size=traj_steps.num_items,
+      max_size=traj_steps.num_items + extra_capacity,
       rate_limiter=reverb.rate_limiters.MinSize(1),
       signature=packed_signature(data_spec))
   server = reverb.Server([table], port=port)
@@ -400,7 +431,8 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
                  action_clipping: transitions.ActionClipping = None,
                  pad_end_of_episodes: bool = True, server_address: Optional[str] = None,
                  port: Optional[int] = None,
-                 returns_to_go: Optional[np.ndarray] = None) -> Replay:
+                 returns_to_go: Optional[np.ndarray] = None,
+                 extra_capacity: int = 0) -> Replay:
   """Builds the Reverb replay holding every transition of a (validated) dataset.
 
   Args:
@@ -416,6 +448,8 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
     returns_to_go: optional float [N], each dataset step's return-to-go
       (`cql_sac.data.returns`): items then carry policy_info['return_to_go'] (Cal-QL), as a
       third Reverb column.
+    extra_capacity: room for this many more items (`Replay.add`): online fine-tuning's
+      transitions in the same table (`train_eval.mixing_ratio = None`).
 
   Returns:
     A `Replay` whose `num_items` equals the dataset's transitions (`DatasetStats.num_transitions`
@@ -428,6 +462,74 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
     return _connect(server_address)
   traj_steps, spec = _trajectory_steps(episodes, reward_shift, action_clipping,
                                        pad_end_of_episodes, returns_to_go)
-  server = _start_server(traj_steps, spec, port)
+  server = _start_server(traj_steps, spec, port, extra_capacity)
   return Replay(spec, traj_steps.num_items, server=server, packed=True)
+
+
+def build_online_replay(data_spec: trajectory.Trajectory, capacity: int,
+                        port: Optional[int] = None) -> Replay:
+  """Starts an empty Reverb table for online transitions, filled with `Replay.add`.
+
+  The same packed items and uniform sampling as the dataset's table; sampling waits until
+  the table holds an item (`MinSize(1)`), as CORL's online buffer is sampled from its first
+  transition on.
+
+  Args:
+    data_spec: the step spec of the dataset's replay (`Replay.data_spec`).
+    capacity: most items it holds, >= 1 (online fine-tuning: `online_env_steps`, one item
+      per environment step).
+    port: port of its in-process server; None picks a free one.
+
+  Returns:
+    A `Replay` of table `ONLINE_TABLE_NAME` with `num_items` 0.
+
+  Raises:
+    ValueError: if `capacity < 1`.
+  """
+  if capacity < 1:
+    raise ValueError(f'The online table needs a capacity of at least 1 item, got {capacity}.')
+  table = reverb.Table(
+      name=ONLINE_TABLE_NAME, sampler=reverb.selectors.Uniform(),
+      remover=reverb.selectors.Fifo(), max_size=capacity,
+      rate_limiter=reverb.rate_limiters.MinSize(1), signature=packed_signature(data_spec))
+  server = reverb.Server([table], port=port)
+  return Replay(data_spec, 0, server=server, packed=True, table_name=ONLINE_TABLE_NAME)
+
+
+def mixed_dataset(offline: Replay, online: Optional[Replay], batch_size: int,
+                  mixing_ratio: Optional[float],
+                  prefetch: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
+  """Batches of round(mixing_ratio·B) offline items and the rest online, concatenated.
+
+  CORL (algorithms/finetune/cal_ql.py, corl-team/CORL@eeeeef2) and the Cal-QL authors
+  (nakamotoo/Cal-QL@ac6eafe, `mixing_ratio` 0.5) draw each batch this way: a fixed number of
+  items uniformly from each table, with replacement.
+
+  Args:
+    offline: the dataset's replay.
+    online: the online replay (`build_online_replay`); None samples only `offline` (one
+      table holding both, `build_replay(extra_capacity=...)`).
+    batch_size: B.
+    mixing_ratio: the share of offline items in [0, 1]; None with `online` None.
+    prefetch: batches to prefetch.
+
+  Returns:
+    `tf.data.Dataset` of `Trajectory` batches [B, 2]: offline items first.
+
+  Raises:
+    ValueError: if `mixing_ratio` is not in [0, 1], or is None with an online table.
+  """
+  if (online is None) != (mixing_ratio is None) or (
+      mixing_ratio is not None and not 0.0 <= mixing_ratio <= 1.0):
+    raise ValueError(f'mixing_ratio is the share of offline items in a batch, in [0, 1] with '
+                     f'an online table and None without; got {mixing_ratio}.')
+  num_offline = batch_size if online is None else int(round(mixing_ratio * batch_size))
+  parts = [replay.as_dataset(size, prefetch).map(lambda traj, _: traj)
+           for replay, size in ((offline, num_offline), (online, batch_size - num_offline))
+           if size > 0]
+  if len(parts) == 1:
+    return parts[0]
+  return tf.data.Dataset.zip(tuple(parts)).map(
+      lambda first, second: tf.nest.map_structure(
+          lambda a, b: tf.concat([a, b], axis=0), first, second)).prefetch(prefetch)
 
