@@ -41,13 +41,6 @@ EVAL_TAGS = ['Metrics/AverageReturn', 'Metrics/AverageEpisodeLength',
              'Metrics/d4rl_normalized_score']
 
 
-@pytest.fixture(scope='module')
-def dataset_dir(tmp_path_factory):
-  """A 2,000-step RLDS dataset recorded with a random policy in the real Hopper."""
-  return write_dataset(ENV_NAME, 'random', 2000, str(tmp_path_factory.mktemp('data') / 'hopper'),
-                       seed=0)
-
-
 def binary_command(module, *flags):
   """The command line running `python -m <module> <flags>`."""
   return [sys.executable, '-m', module, *flags]
@@ -422,13 +415,6 @@ def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name
   if name != 'antmaze':  # Included from mujoco.gin (antmaze keeps the default temperature).
     assert gin.query_parameter('train_eval.reward_scale_factor') == 0.1
     assert gin.query_parameter('train_eval.softmax_temperature') == temperature
-
-
-@pytest.fixture(scope='module')
-def antmaze_dataset_dir(tmp_path_factory):
-  """A small RLDS dataset recorded with a random policy in the real AntMaze (umaze)."""
-  return write_dataset('antmaze-umaze-v2', 'random', 600,
-                       str(tmp_path_factory.mktemp('data') / 'antmaze'), seed=0)
 
 
 @pytest.mark.parametrize('recipe', ['corl/mujoco', 'jaxcql/mujoco', 'jrl/mujoco',
