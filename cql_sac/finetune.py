@@ -26,20 +26,24 @@ anew. What was checkpointed, and every finished episode, is kept.
 TensorBoard root_dir/online (step axis: the train step): online/env_steps, episode_return,
 episode_length, d4rl_normalized_score of each training episode, online_share_of_batch; for
 goal tasks (AntMaze) success and CORL's regret, the share of failed online episodes so far
-(corl-team/CORL@eeeeef2 algorithms/finetune/cal_ql.py, `train/regret`). Cal-QL's bound rate is
+(corl-team/CORL@eeeeef2 algorithms/finetune/cal_ql.py, `train/regret`); at the switch,
+online/fraction_q_below_return_to_go (`fraction_q_below_return_to_go`: how far pre-training
+left Q under the dataset's returns, what Cal-QL's bound prevents). Cal-QL's bound rate is
 train/cal_ql/bound_rate.
 """
 
 import os
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 from tf_agents.drivers import py_driver
 from tf_agents.policies import py_tf_eager_policy
+from tf_agents.trajectories import time_step as ts
 
 import cql_sac
+from cql_sac import critic_network
 from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.data import d4rl
 from cql_sac.data import online_episodes
@@ -109,7 +113,9 @@ def finetune(config: FinetuneConfig, *, root_dir: str, env_name: str, seed: Opti
              agent, cql_learner, data: OnlineData, batch_size: int, data_prefetch: int,
              num_offline_steps: int, steps_per_call: int, eval_interval: int,
              run_evaluation: Callable[[], Dict[str, float]],
-             cql_alpha: Optional[tf.Variable] = None) -> Dict[str, float]:
+             cql_alpha: Optional[tf.Variable] = None,
+             dataset_returns: Optional[Tuple[np.ndarray, np.ndarray]] = None
+             ) -> Dict[str, float]:
   """Runs (or resumes) the online phase (module docstring); returns the last eval metrics.
 
   Args:
@@ -128,6 +134,8 @@ def finetune(config: FinetuneConfig, *, root_dir: str, env_name: str, seed: Opti
       `config.online_eval_interval` is set (<= 0: only at the end).
     run_evaluation: Runs an evaluation, writes eval/, returns its metrics.
     cql_alpha: The agent's fixed CQL weight variable, set to `config.cql_alpha_online`.
+    dataset_returns: (observations float32 [N, O], returns-to-go float32 [N]) of dataset
+      states, for `fraction_q_below_return_to_go` at the switch (cql_sac's agents only).
 
   Returns:
     The metrics of the last evaluation ({} if evaluation is off).
@@ -151,6 +159,13 @@ def finetune(config: FinetuneConfig, *, root_dir: str, env_name: str, seed: Opti
     eval_interval = config.online_eval_interval
   train_step = agent.train_step_counter
   writer = tf.summary.create_file_writer(os.path.join(root_dir, ONLINE_SUMMARY_DIR))
+  if dataset_returns is not None and stored is None and int(
+      train_step.numpy()) == num_offline_steps:
+    fraction = fraction_q_below_return_to_go(agent, *dataset_returns)
+    with writer.as_default(step=num_offline_steps):
+      tf.summary.scalar('online/fraction_q_below_return_to_go', fraction)
+    logging.info('At the switch, Q(s, a ~ pi) < G(s) on %.1f%% of (dataset state, critic) '
+                 'pairs', 100 * fraction)
   env = load_env(env_name, seed=None if seed is None else seed + 1)
   policy = py_tf_eager_policy.PyTFEagerPolicy(agent.collect_policy, use_tf_function=True)
   recorder = online_episodes.EpisodeRecorder()
@@ -207,6 +222,35 @@ def finetune(config: FinetuneConfig, *, root_dir: str, env_name: str, seed: Opti
   if evaluated_at != int(train_step.numpy()):
     eval_results = run_evaluation()
   return eval_results
+
+
+def fraction_q_below_return_to_go(agent, observations: np.ndarray, returns: np.ndarray,
+                                  batch_size: int = 4096) -> float:
+  """The share of (state, critic) pairs with Q_k(s, a) < G(s), one a ~ π(·|s) per state.
+
+  Over dataset states this is Cal-QL's bound rate (`CalQlLossInfo.bound_rate`) for one policy
+  sample: how often the critics sit below the behaviour's Monte-Carlo return, the
+  under-estimation Cal-QL's bound removes (Nakamoto et al. 2023, section 4).
+
+  Args:
+    agent: A cql_sac `CqlSacAgent` (its `critics` and policy).
+    observations: float32 [N, O] dataset states.
+    returns: float32 [N] their returns-to-go G(s), in TD-target units.
+    batch_size: States per critic call.
+
+  Returns:
+    The share in [0, 1] (float).
+  """
+  below, total = 0, 0
+  for start in range(0, len(returns), batch_size):
+    obs = tf.constant(observations[start:start + batch_size])
+    time_steps = ts.restart(obs, batch_size=obs.shape[0])
+    actions = agent.collect_policy.action(time_steps).action
+    for critic in agent.critics:
+      q = critic_network.q_values(critic, obs, actions, time_steps.step_type)
+      below += int(tf.reduce_sum(tf.cast(q < returns[start:start + batch_size], tf.int32)))
+      total += int(q.shape[0])
+  return below / total
 
 
 def _online_share(mixing_ratio: Optional[float], data: OnlineData, online_items: int,

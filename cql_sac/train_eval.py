@@ -39,6 +39,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import gin
+import numpy as np
 import tensorflow as tf
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import py_tf_eager_policy
@@ -327,10 +328,12 @@ def train_eval(
 
   # 2. Every transition of the dataset goes into Reverb (or, with sample_in_loop, stays in
   # memory for the compiled loop); training samples uniformly. Cal-QL's items also carry
-  # their return-to-go.
-  returns = (returns_to_go(episodes, GAMMA, reward_scale_factor, reward_shift,
-                           cal_ql_sparse_failure_reward)
-             if issubclass(agent_class, CalQlAgent) else None)
+  # their return-to-go (online fine-tuning measures Q against it at the switch).
+  episode_returns = lambda steps: returns_to_go(steps, GAMMA, reward_scale_factor,
+                                                reward_shift, cal_ql_sparse_failure_reward)
+  cal_ql = issubclass(agent_class, CalQlAgent)
+  dataset_returns = episode_returns(episodes) if cal_ql or online_env_steps else None
+  returns = dataset_returns if cal_ql else None
   if sample_in_loop:
     replay = build_in_memory_replay(episodes, reward_shift=reward_shift,
                                     action_clipping=action_clipping,
@@ -468,18 +471,17 @@ def train_eval(
       config = finetune.FinetuneConfig(online_env_steps, updates_per_env_step, mixing_ratio,
                                        cql_alpha_online, calibration_online,
                                        online_eval_interval)
-      data = finetune.OnlineData(
-          replay, online_replay, reward_shift, action_clipping,
-          returns_to_go=(lambda steps: returns_to_go(
-              steps, GAMMA, reward_scale_factor, reward_shift, cal_ql_sparse_failure_reward))
-          if returns is not None else None)
+      data = finetune.OnlineData(replay, online_replay, reward_shift, action_clipping,
+                                 returns_to_go=episode_returns if cal_ql else None)
       eval_results = finetune.finetune(
           config, root_dir=root_dir, env_name=env_name, seed=seed, agent=agent,
           cql_learner=cql_learner, data=data, batch_size=batch_size,
           data_prefetch=data_prefetch, num_offline_steps=num_gradient_updates,
           steps_per_call=learner_iterations_per_call, eval_interval=eval_interval,
           run_evaluation=run_evaluation,
-          cql_alpha=cql_alpha if cql_alpha_online is not None else None) or eval_results
+          cql_alpha=cql_alpha if cql_alpha_online is not None else None,
+          dataset_returns=(_transition_starts(episodes, dataset_returns, seed)
+                           if issubclass(agent_class, CqlSacAgent) else None)) or eval_results
       step = int(train_step.numpy())
     if step > start_step:  # Final checkpoint and policy, unless just written.
       for trigger in cql_learner.triggers:
@@ -587,6 +589,15 @@ def _check_online(arguments: Dict[str, object]) -> None:
     raise ConfigError(f'--dataset_name={arguments["dataset_name"]} was recorded in {recorded}, '
                       f'not in --env_name={env_name}: online fine-tuning would add another '
                       'task\'s transitions. Pass the environment of the dataset.')
+
+
+def _transition_starts(episodes, returns, seed, max_states: int = 20000):
+  """(observations [M, O], returns-to-go [M]) of up to `max_states` random dataset states
+  that start a transition (the last step of an episode has none)."""
+  starts = np.flatnonzero(~episodes.is_last | episodes.is_first)
+  if len(starts) > max_states:
+    starts = np.sort(np.random.default_rng(seed).choice(starts, max_states, replace=False))
+  return episodes.observation[starts].astype(np.float32), returns[starts].astype(np.float32)
 
 
 def _make_agent(agent_class, *args, **kwargs):
