@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cql_sac import finetune
 from cql_sac import learner as learner_lib
 from cql_sac import train_eval
 from cql_sac.data import online_episodes
@@ -95,6 +96,8 @@ def test_offline_then_online_cal_ql_resumes_after_sigkill(dataset_dir, tmp_path)
               'online/episode_length', 'online/online_share_of_batch'):
     assert tag in online, sorted(online)
   assert all(share == 0.5 for _, share in online['online/online_share_of_batch'])
+  fraction = online['online/fraction_q_below_return_to_go']
+  assert [step for step, _ in fraction] == [200] and 0.0 <= fraction[0][1] <= 1.0
   evals = [step for step, _ in read_scalars(os.path.join(root_dir, 'eval'))[
       'Metrics/AverageReturn']]
   assert 200 in evals and evals[-1] == 800  # At the switch and at the end.
@@ -169,3 +172,26 @@ def test_stack_exactly_draws_only_what_it_trains_on():
   assert learner_lib.stack_exactly(batches, 3, max_steps=3)['x'].shape == (3, 2)
   with pytest.raises(ValueError, match=r'num_steps must be in \[1, 3\]'):
     learner_lib.stack_exactly(batches, 4, max_steps=3)
+
+
+def test_fraction_q_below_return_to_go_counts_state_critic_pairs():
+  """Against the critics evaluated by hand at the same policy samples (same TF seed)."""
+  from tests.agents import agent_fixtures  # pylint: disable=import-outside-toplevel
+  agent = agent_fixtures.make_agent()
+  rng = np.random.default_rng(0)
+  observations = rng.normal(size=(50, agent_fixtures.OBS_DIM)).astype(np.float32)
+  tf.random.set_seed(7)
+  actions = agent.collect_policy.action(
+      finetune.ts.restart(tf.constant(observations), batch_size=50)).action
+  q = np.stack([critic((observations, actions))[0].numpy() for critic in agent.critics])
+  returns = (np.median(q, axis=0) + rng.normal(scale=0.01, size=50)).astype(np.float32)
+  expected = np.mean(q < returns)
+  assert 0.3 < expected < 0.7
+  tf.random.set_seed(7)
+  assert finetune.fraction_q_below_return_to_go(agent, observations, returns) == expected
+  assert 0.3 < finetune.fraction_q_below_return_to_go(agent, observations, returns,
+                                                      batch_size=16) < 0.7
+  assert finetune.fraction_q_below_return_to_go(
+      agent, observations, np.full(50, -np.inf, np.float32)) == 0.0
+  assert finetune.fraction_q_below_return_to_go(
+      agent, observations, np.full(50, np.inf, np.float32)) == 1.0
