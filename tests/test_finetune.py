@@ -6,9 +6,6 @@ simulators, the quickstart config with tiny networks.
 
 import os
 import re
-import signal
-import subprocess
-import time
 
 import gin
 import numpy as np
@@ -21,6 +18,7 @@ from cql_sac import train_eval
 from cql_sac.data import online_episodes
 from cql_sac.summaries import read_scalars
 from tests.test_train_eval import REPO
+from tests.test_train_eval import kill_when
 from tests.test_train_eval import run_binary
 from tests.test_train_eval import small_train_eval
 from tests.test_train_eval import snapshot
@@ -53,22 +51,14 @@ def test_offline_then_online_cal_ql_resumes_after_sigkill(dataset_dir, tmp_path)
       'train_eval.checkpoint_interval=100', 'train_eval.max_checkpoints_to_keep=100',
       'train_eval.eval_interval=200', 'train_eval.summary_interval=50',
       num_steps=200) + ['--online_env_steps=600', '--learner_iterations_per_call=100']
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-  process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-  try:
-    deadline = time.time() + 400
-    while time.time() < deadline and process.poll() is None:
-      state = tf.train.get_checkpoint_state(checkpoint_dir)
-      online_checkpoints = [p for p in (state.all_model_checkpoint_paths if state else [])
-                            if int(p.rsplit('-', 1)[1]) > 200]
-      if online_checkpoints and len(online_episodes.episode_directories(episodes_dir)) >= 3:
-        break
-      time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
-  finally:
-    process.wait()
-  assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+
+  def online_checkpoint_and_three_episodes():
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    online = [p for p in (state.all_model_checkpoint_paths if state else [])
+              if int(p.rsplit('-', 1)[1]) > 200]
+    return online and len(online_episodes.episode_directories(episodes_dir)) >= 3
+
+  kill_when(command, tmp_path, online_checkpoint_and_three_episodes)
   episodes_before = snapshot(episodes_dir)
   checkpoints_before = snapshot(checkpoint_dir)
   steps_before = _online_env_steps(root_dir)

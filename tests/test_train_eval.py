@@ -61,6 +61,21 @@ def run_binary(command, cwd, **kwargs):
   return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
 
 
+def kill_when(command, cwd, ready, timeout_s=400):
+  """Starts a binary, SIGKILLs it as soon as `ready()` holds; fails if it ended before."""
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
+  process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and process.poll() is None and not ready():
+      time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+  finally:
+    process.wait()
+  assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+
+
 @pytest.fixture(scope='module')
 def finished_run(dataset_dir, tmp_path_factory):
   """A 300-step run with evaluation every 150 steps and 200 steps per Learner call.
@@ -129,20 +144,12 @@ def test_resume_after_sigkill_continues_the_step_count(dataset_dir, tmp_path):
                           'train_eval.max_checkpoints_to_keep=100',
                           'train_eval.eval_interval=0', num_steps=1000)
   command.append('--learner_iterations_per_call=100')
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-  process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-  try:
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-      state = tf.train.get_checkpoint_state(checkpoint_dir)
-      if state and len(state.all_model_checkpoint_paths) >= 2:
-        break
-      time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-  finally:
-    process.wait()
-  assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+
+  def two_checkpoints():
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    return state and len(state.all_model_checkpoint_paths) >= 2
+
+  kill_when(command, tmp_path, two_checkpoints)
   state = tf.train.get_checkpoint_state(checkpoint_dir)
   listed = [int(p.rsplit('-', 1)[1]) for p in state.all_model_checkpoint_paths]
   files_before = set(os.listdir(checkpoint_dir))
