@@ -144,14 +144,12 @@ def finetune(config: FinetuneConfig, *, root_dir: str, env_name: str, seed: Opti
     agent.set_calibration(config.calibration_online)
   if config.cql_alpha_online is not None:
     cql_alpha.assign(config.cql_alpha_online)
-  info = d4rl.get_dataset_info(env_name)
   episodes_dir = os.path.join(root_dir, EPISODES_DIR)
   stored = online_episodes.read_episodes(episodes_dir)
   num_episodes, env_steps, successes = 0, 0, []
   if stored is not None:
     data.add(stored)
-    for start, end in stored.episode_bounds():
-      successes.append(bool(np.any(stored.reward[start:end - 1] > 0)))
+    successes = [_succeeded(stored, start, end) for start, end in stored.episode_bounds()]
     num_episodes, env_steps = stored.num_episodes, stored.num_steps - stored.num_episodes
     logging.info('Online phase resumed: %d episodes, %d env steps reloaded from %s',
                  num_episodes, env_steps, episodes_dir)
@@ -199,24 +197,15 @@ def finetune(config: FinetuneConfig, *, root_dir: str, env_name: str, seed: Opti
         'policy': 'collect_policy', 'train_step': step, 'seed': seed})
     data.add(episode)
     num_episodes += 1
-    length = episode.num_steps - 1
-    env_steps += length
-    episode_return = float(np.sum(episode.reward[:-1]))
-    score = d4rl.d4rl_normalized_score(env_name, episode_return)
+    env_steps += episode.num_steps - 1
+    successes.append(_succeeded(episode, 0, episode.num_steps))
     with writer.as_default(step=step):
       tf.summary.scalar('online/env_steps', env_steps)
-      tf.summary.scalar('online/episode_return', episode_return)
-      tf.summary.scalar('online/episode_length', length)
-      tf.summary.scalar('online/d4rl_normalized_score', score)
       tf.summary.scalar('online/online_share_of_batch',
                         _online_share(config.mixing_ratio, data, env_steps, batch_size))
-      if info.is_antmaze:
-        successes.append(bool(np.any(episode.reward[:-1] > 0)))
-        tf.summary.scalar('online/success', float(successes[-1]))
-        tf.summary.scalar('online/regret', 1.0 - float(np.mean(successes)))
-    logging.info('online episode %d: %d env steps (%d/%d), return %.1f, normalized score '
-                 '%.1f, train step %d', num_episodes, length, env_steps,
-                 config.online_env_steps, episode_return, score, step)
+      _summarize_episode(env_name, episode, successes)
+    logging.info('online episode %d: %d env steps (%d/%d), train step %d', num_episodes,
+                 episode.num_steps - 1, env_steps, config.online_env_steps, step)
   writer.flush()
   env.close()
   if evaluated_at != int(train_step.numpy()):
@@ -251,6 +240,26 @@ def fraction_q_below_return_to_go(agent, observations: np.ndarray, returns: np.n
       below += int(tf.reduce_sum(tf.cast(q < returns[start:start + batch_size], tf.int32)))
       total += int(q.shape[0])
   return below / total
+
+
+def _succeeded(steps: steps_lib.EpisodeSteps, start: int, end: int) -> bool:
+  """Whether the episode in steps [start, end) earned a positive reward (AntMaze's goal,
+  CORL's success test)."""
+  return bool(np.any(steps.reward[start:end - 1] > 0))
+
+
+def _summarize_episode(env_name: str, episode: steps_lib.EpisodeSteps, successes) -> None:
+  """Writes a training episode's return, length and score (goal tasks: success, regret)."""
+  episode_return = float(np.sum(episode.reward[:-1]))
+  score = d4rl.d4rl_normalized_score(env_name, episode_return)
+  tf.summary.scalar('online/episode_return', episode_return)
+  tf.summary.scalar('online/episode_length', episode.num_steps - 1)
+  tf.summary.scalar('online/d4rl_normalized_score', score)
+  if d4rl.get_dataset_info(env_name).is_antmaze:
+    tf.summary.scalar('online/success', float(successes[-1]))
+    tf.summary.scalar('online/regret', 1.0 - float(np.mean(successes)))
+  logging.info('online episode: return %.1f, D4RL normalized score %.1f', episode_return,
+               score)
 
 
 def _online_share(mixing_ratio: Optional[float], data: OnlineData, online_items: int,
