@@ -73,6 +73,7 @@ from cql_sac.learner import iterations_until_next_stop
 from cql_sac.networks import make_networks
 from cql_sac.policies import QFilteredPolicy
 from cql_sac.policies import QFilteredPolicySaveTrigger
+from cql_sac.summaries import read_scalars
 
 # Flags passed on to `train_eval` when given on the command line.
 _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updates',
@@ -486,8 +487,10 @@ def train_eval(
     if step > start_step:  # Final checkpoint and policy, unless just written.
       for trigger in cql_learner.triggers:
         trigger(step, force_trigger=True)
-    if not eval_results:  # E.g. a finished run started again: report its policy.
-      eval_results = run_evaluation()
+    if not eval_results and eval_actor is not None:  # E.g. a finished run started again:
+      # report its last evaluation, or evaluate if it has none at this step.
+      eval_results = (_logged_evaluation(os.path.join(root_dir, 'eval'), step)
+                      or run_evaluation())
   finally:
     replay.close()
     if online_replay is not None:
@@ -589,6 +592,18 @@ def _check_online(arguments: Dict[str, object]) -> None:
     raise ConfigError(f'--dataset_name={arguments["dataset_name"]} was recorded in {recorded}, '
                       f'not in --env_name={env_name}: online fine-tuning would add another '
                       'task\'s transitions. Pass the environment of the dataset.')
+
+
+def _logged_evaluation(eval_dir: str, step: int) -> Dict[str, float]:
+  """The evaluation metrics eval/ holds for `step` ({} unless all of them are there)."""
+  prefix = 'Metrics/'
+  logged = {tag[len(prefix):]: dict(points).get(step)
+            for tag, points in read_scalars(eval_dir).items() if tag.startswith(prefix)}
+  names = ('AverageReturn', 'AverageEpisodeLength', 'StdReturn',
+           cql_eval.NORMALIZED_SCORE_METRIC)
+  if any(logged.get(name) is None for name in names):
+    return {}
+  return {name: logged[name] for name in names}
 
 
 def _transition_starts(episodes, returns, seed, max_states: int = 20000):

@@ -333,6 +333,18 @@ def test_corrupt_checkpoint_is_named_and_kept(existing_root_dir, dataset_dir):
   assert snapshot(existing_root_dir) == before
 
 
+def test_a_finished_run_started_again_reports_its_last_evaluation(existing_root_dir,
+                                                                  dataset_dir):
+  """No new evaluation (whose episodes would differ) replaces the logged final one."""
+  eval_dir = os.path.join(existing_root_dir, 'eval')
+  logged = read_scalars(eval_dir)
+  result = small_train_eval(existing_root_dir, dataset_dir, num_gradient_updates=300)
+  assert result.train_steps == 300
+  for name in ('AverageReturn', 'StdReturn', 'AverageEpisodeLength', 'd4rl_normalized_score'):
+    assert result.eval_metrics[name] == logged[f'Metrics/{name}'][-1][1], name
+  assert read_scalars(eval_dir) == logged
+
+
 def test_checkpoint_of_other_network_sizes(existing_root_dir, dataset_dir):
   before = snapshot(os.path.join(existing_root_dir, 'train', 'checkpoints'))
   with pytest.raises(train_eval.ConfigError, match='other network sizes.*another --root_dir'):
