@@ -177,8 +177,8 @@ def run_finetune(data_dir: str, env: str, dataset: str, algorithms: Sequence[str
   with open(stem + '.md', 'w') as f:
     f.write(markdown_table(rows))
   plot(runs, online_env_steps,
-       f'{env_name} (project-made data), reduced protocol: {offline_steps:,} offline steps, '
-       f'{online_env_steps:,} online env steps', stem + '.png')
+       f'{env_name} (project-made data), reduced protocol:\n{offline_steps:,} offline '
+       f'steps, then {online_env_steps:,} online env steps', stem + '.png')
   return rows
 
 
