@@ -11,6 +11,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+from tf_agents.trajectories import time_step
 
 from cql_sac import finetune
 from cql_sac import learner as learner_lib
@@ -172,7 +173,7 @@ def test_fraction_q_below_return_to_go_counts_state_critic_pairs():
   observations = rng.normal(size=(50, agent_fixtures.OBS_DIM)).astype(np.float32)
   tf.random.set_seed(7)
   actions = agent.collect_policy.action(
-      finetune.ts.restart(tf.constant(observations), batch_size=50)).action
+      time_step.restart(tf.constant(observations), batch_size=50)).action
   q = np.stack([critic((observations, actions))[0].numpy() for critic in agent.critics])
   returns = (np.median(q, axis=0) + rng.normal(scale=0.01, size=50)).astype(np.float32)
   expected = np.mean(q < returns)
