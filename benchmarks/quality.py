@@ -351,7 +351,8 @@ def main(argv: Sequence[str]) -> None:
       args.data_dir, args.env, args.datasets, args.algorithms, range(args.num_seeds),
       args.protocol, num_steps, args.eval_interval or 10000,
       args.eval_episodes,
-      os.path.join(args.root_dir, _with_tag(f'{args.protocol}_{num_steps}', args.tag)),
+      os.path.join(args.root_dir,  # One directory per task: runs of two tasks never meet.
+                   _with_tag(f'{args.env}_{args.protocol}_{num_steps}', args.tag)),
       args.output_dir,
       use_gpu=args.gpu, extra_bindings=args.gin_bindings, tag=args.tag,
       summary_interval=args.summary_interval)
