@@ -37,6 +37,10 @@ class EpisodeRecorder:
   """
 
   def __init__(self):
+    self._reset()
+
+  def _reset(self) -> None:
+    """Forgets the recorded steps."""
     self._observations: List[np.ndarray] = []
     self._actions: List[np.ndarray] = []
     self._rewards: List[float] = []
@@ -91,7 +95,7 @@ class EpisodeRecorder:
         discount=np.asarray(self._discounts + [0.0], np.float32),
         is_first=is_first, is_last=is_last, is_terminal=is_last & terminal,
         episode_index=np.zeros(n + 1, np.int64), num_episodes=1)
-    self.__init__()
+    self._reset()
     return episode
 
 

@@ -97,13 +97,12 @@ class Replay:
     if self.server is None or not self._packed:
       raise ValueError('Only a packed table of this process takes new items; build it with '
                        'build_replay or build_online_replay.')
-    spec = transitions.data_spec(
-        *(tf.TensorSpec(np.shape(getattr(traj_steps.trajectory, field))[1:], tf.float32,
-                        name=field) for field in ('observation', 'action')),
-        tf.TensorSpec([], tf.float32, name='reward'),
-        with_return_to_go=_has_return_to_go(traj_steps.trajectory))
-    if packed_signature(spec) != packed_signature(self.data_spec):
-      raise ValueError(f'Items of spec {spec} do not fit the table\'s {self.data_spec}.')
+    traj = traj_steps.trajectory
+    shapes = [np.shape(traj.observation)[1:], np.shape(traj.action)[1:]]
+    expected = [tuple(self.data_spec.observation.shape), tuple(self.data_spec.action.shape)]
+    if shapes != expected or _has_return_to_go(traj) != _has_return_to_go(self.data_spec):
+      raise ValueError(f'Items of observation and action shapes {shapes} (return-to-go: '
+                       f'{_has_return_to_go(traj)}) do not fit the table\'s {self.data_spec}.')
     info = self.server.localhost_client().server_info()[self._table_name]
     if info.current_size + traj_steps.num_items > info.max_size:
       raise ValueError(f'The Reverb table {self._table_name!r} holds {info.current_size} of '
