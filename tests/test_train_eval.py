@@ -347,17 +347,19 @@ def test_a_finished_run_started_again_reports_its_last_evaluation(existing_root_
 
 def test_a_seed_repeats_a_run_that_samples_inside_the_loop(tmp_path, dataset_dir):
   """Same seed: identical losses and evaluations; another seed: another untrained policy."""
-  def run(name, seed):
+  def run(name, seed, num_gradient_updates=100):
     root_dir = str(tmp_path / name)
     small_train_eval(root_dir, dataset_dir, seed=seed, sample_in_loop=True,
-                     num_gradient_updates=100, eval_interval=50, summary_interval=25)
-    return (read_scalars(os.path.join(root_dir, 'train'))['Losses/critic_loss'],
+                     num_gradient_updates=num_gradient_updates, eval_interval=50,
+                     summary_interval=25)
+    return (read_scalars(os.path.join(root_dir, 'train')).get('Losses/critic_loss'),
             read_scalars(os.path.join(root_dir, 'eval'))['Metrics/AverageReturn'])
 
-  first, again, other = run('first', 3), run('again', 3), run('other', 4)
+  first, again = run('first', 3), run('again', 3)
   assert len(first[0]) == 4 and [step for step, _ in first[1]] == [0, 50, 100]
   assert again == first
-  assert other[1][0][1] != first[1][0][1]
+  untrained_other = run('other', 4, num_gradient_updates=0)[1]
+  assert untrained_other[0][0] == 0 and untrained_other[0][1] != first[1][0][1]
 
 
 def test_checkpoint_of_other_network_sizes(existing_root_dir, dataset_dir):
