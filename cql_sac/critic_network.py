@@ -52,6 +52,10 @@ class MultiActionCriticNetwork(network.Network):
       (observation − mean)/std (`cql_sac.data.normalization`, CORL's `normalize`);
       constants of the graph, not variables.
     observation_std: float [O] (> 0) or None.
+    layer_norm: Layer normalization (Ba et al. 2016; learned scale and offset, ε 1e-5)
+      of every hidden layer's pre-activation, computed in float32: ReLU(LN(x·W + b)), the
+      critic of ReBRAC (Tarasov et al. 2023) and RLPD (Ball et al. 2023), which bounds
+      Q's growth away from the data. False: `CriticNetwork`'s layers.
 
   Raises:
     ValueError: If the specs are not two rank-1 float specs, if there are no
@@ -63,7 +67,8 @@ class MultiActionCriticNetwork(network.Network):
                compute_dtype: str = 'float32', name: str = 'CriticNetwork',
                orthogonal_init: bool = False,
                observation_mean: Optional[Sequence[float]] = None,
-               observation_std: Optional[Sequence[float]] = None):
+               observation_std: Optional[Sequence[float]] = None,
+               layer_norm: bool = False):
     super().__init__(input_tensor_spec=input_tensor_spec, state_spec=(), name=name)
     observation_spec, action_spec = _split_specs(input_tensor_spec)
     if not joint_fc_layer_params:
@@ -85,6 +90,9 @@ class MultiActionCriticNetwork(network.Network):
       self._kernels.append(self._weight(f'dense{i}/kernel', [fan_in, fan_out], hidden_init()))
       self._biases.append(self._weight(f'dense{i}/bias', [fan_out], 'zeros'))
     self._value_kernel = self._weight('value/kernel', [widths[-1], 1], output_init())
+    self._layer_norms = [tf.keras.layers.LayerNormalization(epsilon=1e-5,
+                                                            name=f'dense{i}/layer_norm')
+                         for i in range(len(widths) - 1)] if layer_norm else None
     self._value_bias = self._weight('value/bias', [1], 'zeros')
 
   def _weight(self, name, shape, initializer):
@@ -118,13 +126,24 @@ class MultiActionCriticNetwork(network.Network):
     flat_actions = tf.reshape(actions, [batch_size * num_actions, -1])
     per_action = flat_actions @ first_kernel[self._observation_dim:]  # [B·M, H]
     width = tf.shape(per_action)[-1]
-    hidden = tf.nn.relu(tf.reshape(per_action, [batch_size, num_actions, width])
-                        + per_state[:, None, :])
+    pre_activation = (tf.reshape(per_action, [batch_size, num_actions, width])
+                      + per_state[:, None, :])
+    hidden = tf.nn.relu(self._normalized(0, pre_activation))
     hidden = cast(tf.reshape(hidden, [batch_size * num_actions, width]))
-    for kernel, bias in zip(self._kernels[1:], self._biases[1:]):
-      hidden = self._dense_relu(hidden, cast(kernel), cast(bias), batch_size, num_actions)
+    for i, (kernel, bias) in enumerate(zip(self._kernels[1:], self._biases[1:]), start=1):
+      if self._layer_norms is None:
+        hidden = self._dense_relu(hidden, cast(kernel), cast(bias), batch_size, num_actions)
+      else:
+        pre_activation = tf.cast(tf.nn.bias_add(hidden @ cast(kernel), cast(bias)), tf.float32)
+        hidden = cast(tf.nn.relu(self._normalized(i, pre_activation)))
     q = tf.linalg.matvec(hidden, cast(self._value_kernel[:, 0])) + cast(self._value_bias)
     return tf.reshape(tf.cast(q, tf.float32), [batch_size, num_actions])
+
+  def _normalized(self, layer: int, pre_activation: tf.Tensor) -> tf.Tensor:
+    """LN over the last axis of hidden layer `layer`'s float32 pre-activation (or as is)."""
+    if self._layer_norms is None:
+      return pre_activation
+    return self._layer_norms[layer](pre_activation)
 
   def _dense_relu(self, hidden, kernel, bias, batch_size, num_actions):
     """relu(hidden [B·M, H_in] · kernel + bias) → [B·M, H_out], in the matmul dtype.

@@ -138,21 +138,24 @@ def metric_results(eval_actor: actor.Actor) -> Dict[str, float]:
   return {m.name: float(m.result()) for m in eval_actor.metrics}
 
 
-def load_policy(policy_dir: str,
-                q_filter: bool = False) -> py_tf_eager_policy.SavedModelPyTFEagerPolicy:
-  """Loads a greedy (or Q-filtered) policy saved by `cql_sac_train_eval`, with its latest
-  weights.
+def load_policy(policy_dir: str, q_filter: bool = False,
+                ema: bool = False) -> py_tf_eager_policy.SavedModelPyTFEagerPolicy:
+  """Loads a greedy (Q-filtered, or averaged-actor) policy saved by `cql_sac_train_eval`,
+  with its latest weights.
 
   `cql_sac_train_eval` writes the SavedModels once, at the start, and then variable
   checkpoints every `policy_save_interval` steps under `policies/checkpoints/` (and
-  `policies/q_filtered_checkpoints/`); this loads the SavedModel and then the latest of
+  `policies/q_filtered_checkpoints/`, `policies/ema_checkpoints/`); this loads the SavedModel and then the latest of
   those checkpoints.
 
   Args:
     policy_dir: `<root_dir>/policies` (its `greedy_policy` is used, or with `q_filter` its
       `q_filtered_policy`), or a SavedModel directory itself (e.g.
       `<root_dir>/policies/policy`).
-    q_filter: Load the Q-filtered policy of a run with `train_eval.eval_with_q_filter`.
+    q_filter: Load the Q-filtered policy of a run with `train_eval.eval_with_q_filter`
+      (over the averaged actor when the run had one).
+    ema: Load the greedy policy of the Polyak-averaged actor
+      (`CqlSacAgent.actor_ema_tau`), `policies/ema_greedy_policy`.
 
   Returns:
     The policy as a PyPolicy.
@@ -160,18 +163,25 @@ def load_policy(policy_dir: str,
   Raises:
     ValueError: If no saved policy is found at `policy_dir`.
   """
-  name, checkpoints_name = (
-      (policies.Q_FILTERED_POLICY_DIR, policies.Q_FILTERED_CHECKPOINT_DIR) if q_filter else
-      (learner.GREEDY_POLICY_SAVED_MODEL_DIR, learner.POLICY_CHECKPOINT_DIR))
+  if q_filter:
+    name, checkpoints_name = policies.Q_FILTERED_POLICY_DIR, policies.Q_FILTERED_CHECKPOINT_DIR
+  elif ema:
+    name, checkpoints_name = policies.EMA_POLICY_DIR, policies.EMA_CHECKPOINT_DIR
+  else:
+    name, checkpoints_name = learner.GREEDY_POLICY_SAVED_MODEL_DIR, learner.POLICY_CHECKPOINT_DIR
   named_dir = os.path.join(policy_dir, name)
   if tf.io.gfile.exists(os.path.join(named_dir, 'saved_model.pb')):
     saved_model_dir, policies_dir = named_dir, policy_dir
-  elif not q_filter and tf.io.gfile.exists(os.path.join(policy_dir, 'saved_model.pb')):
+  elif not (q_filter or ema) and tf.io.gfile.exists(os.path.join(policy_dir, 'saved_model.pb')):
     saved_model_dir, policies_dir = policy_dir, os.path.dirname(policy_dir.rstrip('/'))
   elif q_filter:
     raise ValueError(
         f'No Q-filtered policy at {named_dir}: train with '
         '--gin_bindings="train_eval.eval_with_q_filter = True", or drop --q_filter.')
+  elif ema:
+    raise ValueError(
+        f'No averaged-actor policy at {named_dir}: train with --gin_bindings='
+        '"cql_sac.agents.cql_sac_agent.CqlSacAgent.actor_ema_tau = 1e-3", or drop --ema.')
   else:
     raise ValueError(
         f'No saved policy at {policy_dir}: pass --policy_dir=<root_dir>/policies of a '
@@ -204,12 +214,14 @@ class EvalResult(NamedTuple):
 
 
 def evaluate(policy_dir: str, env_name: str, num_episodes: int,
-             seed: Optional[int] = None, q_filter: bool = False) -> EvalResult:
+             seed: Optional[int] = None, q_filter: bool = False,
+             ema: bool = False) -> EvalResult:
   """Runs a saved policy for `num_episodes` episodes in the real environment.
 
   Args:
     policy_dir: See `load_policy`.
     q_filter: See `load_policy`.
+    ema: See `load_policy`.
     env_name: D4RL environment name (e.g. 'hopper-medium-v2').
     num_episodes: Number of full episodes to run.
     seed: Optional environment seed.
@@ -221,7 +233,7 @@ def evaluate(policy_dir: str, env_name: str, num_episodes: int,
     ValueError: For an unknown `env_name` or when no policy is found.
   """
   env = load_env(env_name, seed=seed)
-  policy = load_policy(policy_dir, q_filter)
+  policy = load_policy(policy_dir, q_filter, ema)
   train_step = tf.Variable(policy.get_train_step(), dtype=tf.int64)
   eval_actor = make_eval_actor(env, policy, env_name, num_episodes, train_step)
   eval_actor.run()
@@ -246,7 +258,7 @@ def main(argv: Sequence[str]) -> None:
   args = cli.start_main(argv)
   try:
     result = evaluate(args.policy_dir, args.env_name, args.num_episodes, args.seed,
-                      args.q_filter)
+                      args.q_filter, args.ema)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   print(f'policy: {args.policy_dir} (train step {result.train_step})')
@@ -271,6 +283,9 @@ def run() -> None:
   flags.DEFINE_integer('seed', None, 'Environment seed.')
   flags.DEFINE_bool('q_filter', False, 'Run the Q-filtered policy (policies/q_filtered_policy) '
                     'of a run trained with train_eval.eval_with_q_filter.')
+  flags.DEFINE_bool('ema', False, 'Run the greedy policy of the Polyak-averaged actor '
+                    '(policies/ema_greedy_policy) of a run trained with '
+                    'CqlSacAgent.actor_ema_tau.')
   cli.list_flags_in_help(__name__)
   app.run(main)
 

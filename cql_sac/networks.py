@@ -9,8 +9,9 @@ layers, linear Q output, glorot-uniform kernels) computed once per state for the
 built here, so the agent copies none.
 
 Anchor options (off by default): orthogonal initialization of the critics and,
-separately, of the actor, and CORL's and JaxCQL's log-std head
-(`LogStdTanhNormalProjectionNetwork`) in place of TF-Agents' exp(raw) head.
+separately, of the actor, CORL's and JaxCQL's log-std head
+(`LogStdTanhNormalProjectionNetwork`) in place of TF-Agents' exp(raw) head, and layer
+normalization in the critics (ReBRAC, RLPD).
 
 Mixed precision: with `compute_dtype='bfloat16'` the critics, which take
 about 95% of a CQL step's FLOPs (they see B·(2N+1) rows, the actor B), run
@@ -97,6 +98,7 @@ def make_networks(observation_spec, action_spec,
                   compute_dtype: str = 'float32',
                   critic_orthogonal_init: bool = False,
                   actor_orthogonal_init: bool = False,
+                  critic_layer_norm: bool = False,
                   actor_log_std_head: bool = False,
                   log_std_multiplier: float = 1.0,
                   log_std_offset: float = -1.0,
@@ -117,6 +119,8 @@ def make_networks(observation_spec, action_spec,
       with `actor_log_std_head`, its output layer (1e-2). Separate from the
       critics' because CORL's flag never reaches its actor (cql.py@eeeeef2
       l.338) while JaxCQL's covers both.
+    critic_layer_norm: Layer normalization of every hidden layer of the critics
+      (`MultiActionCriticNetwork.layer_norm`; ReBRAC's and RLPD's critic).
     actor_log_std_head: `LogStdTanhNormalProjectionNetwork` (CORL, JaxCQL) as the
       actor's head; False: TF-Agents' `TanhNormalProjectionNetwork` (σ = exp(raw)).
     log_std_multiplier: Initial m of that head (CORL's, JaxCQL's
@@ -152,6 +156,7 @@ def make_networks(observation_spec, action_spec,
   critics = [MultiActionCriticNetwork((observation_spec, action_spec),
                                       tuple(critic_joint_fc_layers), compute_dtype, name=name,
                                       orthogonal_init=critic_orthogonal_init,
+                                      layer_norm=critic_layer_norm,
                                       observation_mean=mean, observation_std=std)
              for name in ('CriticNetwork', 'CriticNetwork2', 'TargetCriticNetwork1',
                           'TargetCriticNetwork2')]

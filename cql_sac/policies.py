@@ -1,4 +1,4 @@
-"""Evaluation policies beyond TF-Agents' greedy one.
+"""Evaluation policies beyond TF-Agents' greedy one, and their export.
 
 `QFilteredPolicy` is JRL's Q-filtered evaluation actor (google-research
 jrl/agents/cql/networks.py@4c429948, `build_q_filtered_actor`; `eval_with_q_filter`,
@@ -21,6 +21,9 @@ from cql_sac.critic_network import q_at_action_sets
 # Under <root_dir>/policies, beside TF-Agents' greedy_policy and checkpoints/.
 Q_FILTERED_POLICY_DIR = 'q_filtered_policy'
 Q_FILTERED_CHECKPOINT_DIR = 'q_filtered_checkpoints'
+# The greedy policy of the Polyak-averaged actor (`CqlSacAgent.actor_ema_tau`).
+EMA_POLICY_DIR = 'ema_greedy_policy'
+EMA_CHECKPOINT_DIR = 'ema_checkpoints'
 
 
 class QFilteredPolicy(tf_policy.TFPolicy):
@@ -82,27 +85,30 @@ class QFilteredPolicy(tf_policy.TFPolicy):
     return policy_step.PolicyStep(action, policy_state, ())
 
 
-class QFilteredPolicySaveTrigger(interval_trigger.IntervalTrigger):
-  """Exports a `QFilteredPolicy` as TF-Agents' `PolicySavedModelTrigger` exports the others.
+class PolicyExportTrigger(interval_trigger.IntervalTrigger):
+  """Exports a policy beside TF-Agents' own, as its `PolicySavedModelTrigger` does.
 
-  On construction it writes the SavedModel `<policies_dir>/q_filtered_policy` (once: an
+  On construction it writes the SavedModel `<policies_dir>/<saved_model_name>` (once: an
   existing one is kept, as on resume); when triggered it writes a variable checkpoint
-  (actor and critics) `<policies_dir>/q_filtered_checkpoints/policy_checkpoint_<step>`,
-  which `cql_sac.eval.load_policy(..., q_filter=True)` loads into it.
+  `<policies_dir>/<checkpoint_name>/policy_checkpoint_<step>`, which
+  `cql_sac.eval.load_policy` loads into it. Used for the Q-filtered policy
+  (`Q_FILTERED_POLICY_DIR`) and the Polyak-averaged actor's greedy policy (`EMA_POLICY_DIR`).
 
   Args:
     policies_dir: `<root_dir>/policies`.
-    policy: The `QFilteredPolicy`.
+    policy: The `TFPolicy` to export.
     train_step: int64 train step variable (saved with the policy).
     interval: Train steps between checkpoints.
+    saved_model_name: Directory name of the SavedModel under `policies_dir`.
+    checkpoint_name: Directory name of the variable checkpoints under `policies_dir`.
   """
 
-  def __init__(self, policies_dir: str, policy: QFilteredPolicy, train_step: tf.Variable,
-               interval: int):
+  def __init__(self, policies_dir: str, policy: tf_policy.TFPolicy, train_step: tf.Variable,
+               interval: int, saved_model_name: str, checkpoint_name: str):
     self._saver = policy_saver.PolicySaver(policy, train_step=train_step)
     self._train_step = train_step
-    self._checkpoint_dir = os.path.join(policies_dir, Q_FILTERED_CHECKPOINT_DIR)
-    saved_model_dir = os.path.join(policies_dir, Q_FILTERED_POLICY_DIR)
+    self._checkpoint_dir = os.path.join(policies_dir, checkpoint_name)
+    saved_model_dir = os.path.join(policies_dir, saved_model_name)
     if not tf.io.gfile.exists(os.path.join(saved_model_dir, 'policy_specs.pbtxt')):
       self._saver.save(saved_model_dir)
     super().__init__(interval, self._save_checkpoint)

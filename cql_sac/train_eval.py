@@ -71,8 +71,7 @@ from cql_sac.envs import load_env
 from cql_sac.learner import CqlLearner
 from cql_sac.learner import iterations_until_next_stop
 from cql_sac.networks import make_networks
-from cql_sac.policies import QFilteredPolicy
-from cql_sac.policies import QFilteredPolicySaveTrigger
+from cql_sac import policies
 from cql_sac.summaries import read_scalars
 
 # Flags passed on to `train_eval` when given on the command line.
@@ -82,6 +81,8 @@ _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updat
                      'data_dir', 'data_take', 'seed', 'use_gpu', 'tpu', 'online_env_steps')
 
 
+# With an averaged actor (`CqlSacAgent.actor_ema_tau`): the trained actor's evaluations.
+RAW_ACTOR_EVAL_DIR = 'eval_raw_actor'
 GAMMA = 0.99  # The discount of the TD target and of Cal-QL's returns-to-go.
 
 
@@ -182,7 +183,9 @@ def train_eval(
 
   Args:
     root_dir: Output directory: train/ (TensorBoard, checkpoints/), eval/ (TensorBoard),
-      policies/ (SavedModels and policy checkpoints).
+      policies/ (SavedModels and policy checkpoints). With an averaged actor
+      (gin `CqlSacAgent.actor_ema_tau`) eval/ and policies/ema_greedy_policy are the
+      averaged actor's, and eval_raw_actor/ scores the trained actor at the same steps.
     env_name: D4RL environment name, e.g. 'hopper-medium-v2'; evaluation runs in it.
     dataset_name: TFDS RLDS name or a directory written by this package.
     data_dir: TFDS data directory; None for TFDS's default.
@@ -411,11 +414,20 @@ def train_eval(
     policies_dir = os.path.join(root_dir, learner.POLICY_SAVED_MODEL_DIR)
     policy_triggers = [triggers.PolicySavedModelTrigger(policies_dir, agent, train_step,
                                                         interval=policy_save_interval)]
-    eval_tf_policy = greedy_policy.GreedyPolicy(agent.policy)
+    # With `CqlSacAgent.actor_ema_tau` the averaged actor is the one evaluated and exported
+    # (policies/ema_greedy_policy); the trained actor is then also evaluated, into eval_raw_actor/.
+    ema_policy = getattr(agent, 'ema_policy', None)
+    acting_policy = ema_policy or agent.policy
+    eval_tf_policy = greedy_policy.GreedyPolicy(acting_policy)
+    if ema_policy is not None:
+      policy_triggers.append(policies.PolicyExportTrigger(
+          policies_dir, eval_tf_policy, train_step, policy_save_interval,
+          policies.EMA_POLICY_DIR, policies.EMA_CHECKPOINT_DIR))
     if eval_with_q_filter:
-      eval_tf_policy = QFilteredPolicy(agent.policy, agent.critics, num_eval_samples)
-      policy_triggers.append(QFilteredPolicySaveTrigger(
-          policies_dir, eval_tf_policy, train_step, interval=policy_save_interval))
+      eval_tf_policy = policies.QFilteredPolicy(acting_policy, agent.critics, num_eval_samples)
+      policy_triggers.append(policies.PolicyExportTrigger(
+          policies_dir, eval_tf_policy, train_step, policy_save_interval,
+          policies.Q_FILTERED_POLICY_DIR, policies.Q_FILTERED_CHECKPOINT_DIR))
     try:
       cql_learner = CqlLearner(
           root_dir, train_step, agent,
@@ -437,18 +449,26 @@ def train_eval(
       ) from e
 
     # 5. Evaluation of the greedy (mode) or Q-filtered policy in the real environment.
-    eval_actor = None
+    eval_actor = raw_actor_eval = None
     if eval_episodes > 0:
       eval_policy = py_tf_eager_policy.PyTFEagerPolicy(eval_tf_policy, use_tf_function=True)
       eval_actor = cql_eval.make_eval_actor(
           env, eval_policy, env_name, eval_episodes, train_step,
           summary_dir=os.path.join(root_dir, 'eval'))
+      if ema_policy is not None:
+        raw_actor_eval = cql_eval.make_eval_actor(  # Its own env: the same initial states.
+            load_env(env_name, seed=seed), py_tf_eager_policy.PyTFEagerPolicy(
+                greedy_policy.GreedyPolicy(agent.policy), use_tf_function=True),
+            env_name, eval_episodes, train_step,
+            summary_dir=os.path.join(root_dir, RAW_ACTOR_EVAL_DIR))
 
     def run_evaluation() -> Dict[str, float]:
       """Runs `eval_episodes` episodes, writes eval/ summaries; returns the metrics."""
       if eval_actor is None:
         return {}
       eval_actor.run_and_log()
+      if raw_actor_eval is not None:
+        raw_actor_eval.run_and_log()
       return cql_eval.metric_results(eval_actor)
 
     # 6. Training loop.

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tf_agents.agents.cql import cql_sac_agent as tf_agents_cql
+from tf_agents.trajectories import time_step as ts
 
 from cql_sac import eval as cql_eval
 from cql_sac.agents import cal_ql_agent
@@ -301,6 +302,32 @@ def test_q_filtered_policy_is_evaluated_exported_and_loaded(tmp_path, dataset_di
   assert evaluated.train_step == 60 and np.isfinite(evaluated.mean_return)
   with pytest.raises(ValueError, match='No Q-filtered policy at'):
     cql_eval.load_policy(str(tmp_path), q_filter=True)
+
+
+def test_averaged_actor_is_evaluated_exported_and_loaded(tmp_path, dataset_dir):
+  """CqlSacAgent.actor_ema_tau: eval/ scores the averaged actor, eval_raw_actor/ the trained
+  one at the same steps; policies/ema_greedy_policy carries the averaged weights, which
+  cql_sac_eval's ema loads (and refuses for a run without them)."""
+  gin.parse_config(['cql_sac.agents.cql_sac_agent.CqlSacAgent.actor_ema_tau = 0.05'])
+  root_dir = str(tmp_path / 'run')
+  small_train_eval(root_dir, dataset_dir, num_gradient_updates=60, policy_save_interval=30,
+                   eval_interval=30, learner_iterations_per_call=30, seed=1)
+  tag = 'Metrics/AverageReturn'
+  averaged = read_scalars(os.path.join(root_dir, 'eval'))[tag]
+  trained = read_scalars(os.path.join(root_dir, train_eval.RAW_ACTOR_EVAL_DIR))[tag]
+  assert [step for step, _ in averaged] == [step for step, _ in trained] == [0, 30, 60]
+  assert averaged[0][1] == trained[0][1]  # Step 0: the average is the initial actor.
+  policies_dir = os.path.join(root_dir, 'policies')
+  assert sorted(os.listdir(os.path.join(policies_dir, 'ema_checkpoints'))) == [
+      'policy_checkpoint_0000000030', 'policy_checkpoint_0000000060']
+  time_step = ts.restart(np.linspace(-1, 1, 11, dtype=np.float32))
+  actions = {name: cql_eval.load_policy(policies_dir, ema=ema).action(time_step).action
+             for name, ema in (('averaged', True), ('trained', False))}
+  assert not np.allclose(actions['averaged'], actions['trained'])
+  evaluated = cql_eval.evaluate(policies_dir, ENV_NAME, 1, seed=0, ema=True)
+  assert evaluated.train_step == 60 and np.isfinite(evaluated.mean_return)
+  with pytest.raises(ValueError, match='No averaged-actor policy at'):
+    cql_eval.load_policy(str(tmp_path), ema=True)
 
 
 def test_cal_ql_trains_on_the_datasets_returns_to_go(tmp_path, dataset_dir):

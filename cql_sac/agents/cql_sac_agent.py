@@ -138,6 +138,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     4. Lagrange α' (if `use_lagrange_cql_alpha`): minimize
        −α'·(cql_loss − cql_tau) over `log_cql_alpha`, with the cql_loss of step 1.
     5. Summaries, `train_step_counter += 1`, Polyak update of the target critics.
+  With `actor_ema_tau`, step 2 ends with the Polyak update of the averaged actor.
 
   Experience is a `Trajectory` with outer dims [B, 2] (or a `Transition` [B]),
   as for `SacAgent`. Only feed-forward (stateless) networks are supported.
@@ -194,6 +195,7 @@ class CqlSacAgent(sac_agent.SacAgent):
       max_target_backup: bool = False,
       max_target_num_samples: Optional[int] = None,
       num_critics: int = 2,
+      actor_ema_tau: Optional[float] = None,
   ):
     """Creates the agent.
 
@@ -295,6 +297,11 @@ class CqlSacAgent(sac_agent.SacAgent):
         JRL's ensemble (google-research jrl/agents/cql/learning.py@1d4d2f1a:
         TD = C·mean MSE, CQL = cql_alpha·mean over batch and critics) is
         `critic_loss_weight=1` with the same `cql_alpha`. 2: SacAgent's twins.
+      actor_ema_tau: If set, τ_π in (0, 1]: after every actor step a Polyak-averaged
+        copy of the actor is updated, w_ema ← (1−τ_π)·w_ema + τ_π·w (an exponential
+        moving average over about 1/τ_π steps; Polyak & Juditsky 1992), starting from
+        the initial actor. `ema_policy` acts with it; training never reads it. None:
+        no copy (tf_agents' behaviour).
 
     Raises:
       ValueError: If the action spec is not a single float `BoundedTensorSpec`
@@ -302,8 +309,8 @@ class CqlSacAgent(sac_agent.SacAgent):
         `cql_alpha <= 0` with `use_lagrange_cql_alpha`, if
         `log_cql_alpha_clipping` is not (min, max) with min <= max, if
         `cql_clip_diff_min > cql_clip_diff_max`, `num_critics < 2`,
-        `max_target_num_samples < 1`, or if a network is recurrent (has a
-        non-empty `state_spec`).
+        `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1], or if a
+        network is recurrent (has a non-empty `state_spec`).
     """
     if not cql_clip_diff_min <= cql_clip_diff_max:
       raise ValueError(
@@ -320,6 +327,10 @@ class CqlSacAgent(sac_agent.SacAgent):
       _integer_at_least('max_target_num_samples', max_target_num_samples, 1,
                         'It is the number of next-state actions of the max backup.')
     _positive_number('softmax_temperature', softmax_temperature)
+    if actor_ema_tau is not None and (isinstance(actor_ema_tau, bool) or not isinstance(
+        actor_ema_tau, (int, float)) or not 0.0 < actor_ema_tau <= 1.0):
+      raise ValueError(f'actor_ema_tau must be None or in (0, 1], got {actor_ema_tau!r}: it is '
+                       'the Polyak factor of the averaged actor (e.g. 1e-3).')
     if use_lagrange_cql_alpha:
       try:
         _positive_number('cql_alpha', cql_alpha)
@@ -400,6 +411,8 @@ class CqlSacAgent(sac_agent.SacAgent):
       self._update_target = common.Periodically(
           self._update_all_targets, target_update_period, 'update_targets')
     self._bc_debug_mode = bc_debug_mode
+    self._actor_ema_tau = actor_ema_tau
+    self._ema_actor_network, self._ema_policy = self._make_ema_actor(actor_policy_ctor)
     self._uniform_log_density = _uniform_log_density(
         action_spec, per_dimension_uniform_log_density)
     if random_seed is None:
@@ -452,11 +465,46 @@ class CqlSacAgent(sac_agent.SacAgent):
                      for source, target in pairs])
 
   def _initialize(self):
-    """Copies every online critic into its target (SacAgent's, for all C)."""
+    """Copies every online critic into its target (SacAgent's, for all C), the actor
+    into its average."""
     super()._initialize()
     for critic, target in zip(self._extra_critic_networks,
                               self._extra_target_critic_networks):
       common.soft_variables_update(critic.variables, target.variables, tau=1.0)
+    if self._ema_actor_network is not None:
+      common.soft_variables_update(self._actor_network.variables,
+                                   self._ema_actor_network.variables, tau=1.0)
+
+  # ---------------------------------------------------------------------------
+  # The Polyak-averaged actor.
+
+  def _make_ema_actor(self, actor_policy_ctor):
+    """(EMA actor network, its policy), or (None, None) without `actor_ema_tau`."""
+    if self._actor_ema_tau is None:
+      return None, None
+    network = self._actor_network.copy(name='EmaActorNetwork')
+    network.create_variables(self.time_step_spec.observation)
+    policy = actor_policy_ctor(time_step_spec=self.time_step_spec,
+                               action_spec=self.action_spec, actor_network=network,
+                               training=False)
+    return network, policy
+
+  @property
+  def ema_policy(self):
+    """The stochastic policy of the Polyak-averaged actor (`actor_ema_tau`), or None.
+
+    Wrap it in `GreedyPolicy` for evaluation; its variables are checkpointed with the
+    agent.
+    """
+    return self._ema_policy
+
+  def _update_ema_actor(self):
+    """w_ema ← (1−τ_π)·w_ema + τ_π·w over the actor's variables (no-op without EMA)."""
+    if self._ema_actor_network is None:
+      return tf.no_op()
+    return common.soft_variables_update(self._actor_network.variables,
+                                        self._ema_actor_network.variables,
+                                        self._actor_ema_tau, tau_non_trainable=1.0)
 
   # ---------------------------------------------------------------------------
   # Random draws: the seam through which tests inject fixed samples.
@@ -920,6 +968,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     _check_finite(actor_loss, 'actor_loss')
     self._apply_gradients(tape.gradient(actor_loss, actor_variables),
                           actor_variables, self._actor_optimizer)
+    self._update_ema_actor()
 
     alpha_variables = [self._log_alpha]
     with tf.GradientTape(watch_accessed_variables=False) as tape:

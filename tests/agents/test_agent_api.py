@@ -22,6 +22,8 @@ from tests.agents import agent_fixtures as fx
     (dict(num_critics=3.0), r'num_critics must be an integer >= 2, got 3.0'),
     (dict(max_target_backup=True, max_target_num_samples=0),
      r'max_target_num_samples must be an integer >= 1, got 0'),
+    (dict(actor_ema_tau=0.0), r'actor_ema_tau must be None or in \(0, 1\], got 0.0'),
+    (dict(actor_ema_tau=1.5), r'actor_ema_tau must be None or in \(0, 1\], got 1.5'),
 ])
 def test_bad_arguments_raise_value_error(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -64,9 +66,9 @@ def test_constructor_matches_tf_agents_signature():
       'per_dimension_uniform_log_density', 'reward_noise_is_variance',
       'log_cql_alpha_straight_through', 'cql_clip_diff_min', 'cql_clip_diff_max',
       'cql_next_state_samples', 'cql_importance_sample', 'max_target_backup',
-      'max_target_num_samples', 'num_critics']
+      'max_target_num_samples', 'num_critics', 'actor_ema_tau']
   assert [p.default for p in ours[len(theirs):]] == [False] * 3 + [
-      -np.inf, np.inf, False, True, False, None, 2]
+      -np.inf, np.inf, False, True, False, None, 2, None]
 
 
 def test_loss_returns_cql_losses_without_training():
@@ -138,3 +140,31 @@ def test_training_is_reproducible_from_random_seed():
   other._random_seed.assign(12)
   assert agents[1].train(experience).loss.numpy() != other.train(
       experience).loss.numpy()
+
+
+def test_averaged_actor_follows_the_polyak_recursion():
+  """After each step w_ema = (1 − τ)·w_ema + τ·w, from the initial actor; training is
+  otherwise unchanged (same losses as an agent without the average)."""
+  tau = 0.25
+  rng = np.random.default_rng(4)
+  experiences = [fx.as_trajectory(fx.random_batch(rng, 16)) for _ in range(3)]
+  agent, plain = fx.make_agent(actor_ema_tau=tau), fx.make_agent()
+  assert plain.ema_policy is None
+  actor = agent._actor_network.trainable_variables
+  for source, target in zip(agent._actor_network.variables, plain._actor_network.variables):
+    target.assign(source)
+  for source, target in zip(agent.critics + agent.target_critics,
+                            plain.critics + plain.target_critics):
+    for s, t in zip(source.variables, target.variables):
+      t.assign(s)
+  expected = [v.numpy().astype(np.float64) for v in actor]  # Starts at the actor.
+  ema = agent.ema_policy.variables()
+  assert len(ema) == len(actor)
+  for average, variable in zip(ema, actor):
+    np.testing.assert_array_equal(average.numpy(), variable.numpy())
+  for experience in experiences:
+    assert agent.train(experience).loss.numpy() == plain.train(experience).loss.numpy()
+    expected = [(1 - tau) * e + tau * v.numpy() for e, v in zip(expected, actor)]
+  for value, variable in zip(expected, ema):
+    np.testing.assert_allclose(variable.numpy(), value, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(ema[0].numpy(), actor[0].numpy())

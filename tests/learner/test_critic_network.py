@@ -105,3 +105,32 @@ def test_bfloat16_hidden_matmuls_are_not_followed_by_a_bias_add():
 def test_bad_arguments_raise(specs, layers, dtype, message):
   with pytest.raises(ValueError, match=message):
     MultiActionCriticNetwork(specs, layers, compute_dtype=dtype)
+
+
+@pytest.mark.parametrize('dtype, tolerance', [('float32', 1e-5), ('bfloat16', 5e-2)])
+def test_layer_norm_matches_numpy_mlp_with_layer_normalization(dtype, tolerance):
+  network = MultiActionCriticNetwork(SPECS, (16, 8), compute_dtype=dtype, layer_norm=True)
+  network.create_variables()
+  rng = np.random.default_rng(3)
+  for v in network.trainable_variables:  # Non-trivial scales and offsets, so both are used.
+    v.assign(v + rng.normal(0.0, 0.3, v.shape))
+  dense = [v for v in network.trainable_variables if 'layer_norm' not in v.name]
+  scales = [v.numpy() for v in network.trainable_variables if 'layer_norm/gamma' in v.name]
+  offsets = [v.numpy() for v in network.trainable_variables if 'layer_norm/beta' in v.name]
+  assert len(scales) == len(offsets) == 2
+  observation, actions = _inputs(2)
+  x = np.concatenate([np.broadcast_to(observation[:, None], actions.shape[:2] + (O,)),
+                      actions], axis=-1)
+  *hidden, (value_kernel, value_bias) = fx.layers(dense)
+  for (kernel, bias), scale, offset in zip(hidden, scales, offsets):
+    h = x @ kernel + bias
+    h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-5)
+    x = np.maximum(h * scale + offset, 0.0)
+  expected = (x @ value_kernel + value_bias)[..., 0]
+  q = network.q_for_action_sets(tf.constant(observation, tf.float32),
+                                tf.constant(actions, tf.float32))
+  assert q.dtype == tf.float32
+  np.testing.assert_allclose(q.numpy(), expected, rtol=tolerance, atol=tolerance)
+  copy = network.copy(name='Copy')  # Target critics are copies: the option must carry over.
+  copy.create_variables()
+  assert len(copy.trainable_variables) == len(network.trainable_variables)
