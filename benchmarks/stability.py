@@ -1,0 +1,157 @@
+r"""How steady a configuration's evaluations are: last, best, and the swing between evaluations.
+
+For groups of runs made by `benchmarks.quality` (each a directory of `seed<k>/` runs), this
+reads every evaluation of the greedy policy (`Metrics/d4rl_normalized_score` and
+`Metrics/StdReturn` under the run's `eval/`, or another evaluation directory such as
+`eval_raw_actor/`, the trained actor of a run with an averaged one) and writes a Markdown table:
+
+  last per seed, last and best (mean ± std over seeds)   CORL's definitions
+  last / best                                            the ratio of the means (issue 35's
+                                                         "steady" target: >= 0.8)
+  swing    mean |score(k+1) − score(k)| between consecutive evaluations, in normalized points
+  noise    mean standard error of one evaluation's mean, std(episode returns)/√episodes,
+           in normalized points: a swing many times the noise is the policy changing, not
+           the evaluation's sampling
+
+    python -m benchmarks.stability --env_name=hopper-medium-replay-v2 --episodes=10 \
+      --output=benchmarks/results/stability_hopper_medium_replay \
+      --runs='CORL N=10=runs/quality/hopper_reduced_100000_corl/medium-replay/corl_cql' \
+      --runs='CORL N=10, trained actor=runs/quality/.../corl_cql:eval_raw_actor'
+
+Each `--runs` is `label=directory[:evaluation subdirectory]` (default `eval`).
+"""
+
+import os
+from typing import Dict, List, NamedTuple, Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from cql_sac import tasks
+from cql_sac.summaries import read_scalars
+
+_SCORE_TAG = 'Metrics/d4rl_normalized_score'
+_STD_TAG = 'Metrics/StdReturn'
+
+
+class SeedCurve(NamedTuple):
+  """One run's evaluations.
+
+  Attributes:
+    steps: int [E] train steps of the evaluations.
+    scores: float [E] D4RL normalized scores of the evaluations' mean returns.
+    noise: float [E] standard errors of those means, normalized points.
+  """
+  steps: np.ndarray
+  scores: np.ndarray
+  noise: np.ndarray
+
+
+def read_curves(directory: str, eval_subdir: str, env_name: str,
+                episodes: int) -> Dict[str, SeedCurve]:
+  """Reads the evaluations of every `seed*/` run in `directory`.
+
+  Args:
+    directory: Holds `seed<k>/` run directories.
+    eval_subdir: The evaluation summary directory inside each run ('eval', 'eval_raw_actor').
+    env_name: D4RL name of the evaluation task, for the score's scale.
+    episodes: Episodes per evaluation (the standard error's √n).
+
+  Returns:
+    {seed directory name: SeedCurve}, runs without evaluations left out.
+
+  Raises:
+    ValueError: If no run in `directory` has evaluations under `eval_subdir`.
+  """
+  points_per_return = (tasks.d4rl_normalized_score(env_name, 1.0)
+                       - tasks.d4rl_normalized_score(env_name, 0.0))
+  curves = {}
+  for seed in sorted(d for d in os.listdir(directory) if d.startswith('seed')):
+    scalars = read_scalars(os.path.join(directory, seed, eval_subdir))
+    if _SCORE_TAG not in scalars:
+      continue
+    steps, scores = map(np.array, zip(*scalars[_SCORE_TAG]))
+    stds = dict(scalars.get(_STD_TAG, []))
+    noise = np.array([stds.get(s, np.nan) for s in steps]) * points_per_return / np.sqrt(
+        episodes)
+    curves[seed] = SeedCurve(steps, scores, noise)
+  if not curves:
+    raise ValueError(f'No seed*/{eval_subdir} evaluations in {directory}; pass a '
+                     'benchmarks.quality directory <root_dir>/<dataset>/<algorithm>.')
+  return curves
+
+
+def summarize(curves: Dict[str, SeedCurve]) -> Dict[str, object]:
+  """The table's numbers for one group of runs (see the module docstring).
+
+  Args:
+    curves: From `read_curves`.
+
+  Returns:
+    {'seeds', 'last' (per seed, list), 'last_mean', 'last_std', 'best' (per seed),
+    'best_mean', 'best_std', 'last_over_best', 'swing', 'noise', 'steps' (of the last
+    evaluation, smallest over seeds)}.
+  """
+  last = np.array([c.scores[-1] for c in curves.values()])
+  best = np.array([c.scores.max() for c in curves.values()])
+  swing = np.mean([np.abs(np.diff(c.scores)).mean() for c in curves.values()
+                   if len(c.scores) > 1] or [np.nan])
+  return {'seeds': len(curves), 'last': last.tolist(), 'last_mean': float(last.mean()),
+          'last_std': float(last.std()), 'best': best.tolist(),
+          'best_mean': float(best.mean()), 'best_std': float(best.std()),
+          'last_over_best': float(last.mean() / best.mean()) if best.mean() else np.nan,
+          'swing': float(swing),
+          'noise': float(np.nanmean(np.concatenate([c.noise for c in curves.values()]))),
+          'steps': int(min(c.steps[-1] for c in curves.values()))}
+
+
+def markdown_table(rows: Dict[str, Dict[str, object]]) -> str:
+  """Formats {label: summarize(...)} as a Markdown table, one row per group."""
+  lines = ['| configuration | seeds | steps | last per seed | last (mean ± std) '
+           '| best (mean ± std) | last / best | swing | noise |',
+           '|---|---:|---:|---|---:|---:|---:|---:|---:|']
+  for label, r in rows.items():
+    per_seed = ', '.join(f'{x:.1f}' for x in r['last'])
+    lines.append(f"| {label} | {r['seeds']} | {r['steps']:,} | {per_seed} "
+                 f"| {r['last_mean']:.1f} ± {r['last_std']:.1f} "
+                 f"| {r['best_mean']:.1f} ± {r['best_std']:.1f} | {r['last_over_best']:.2f} "
+                 f"| {r['swing']:.1f} | {r['noise']:.1f} |")
+  return '\n'.join(lines) + '\n'
+
+
+def _define_flags() -> None:
+  """Defines the tool's flags."""
+  flags.DEFINE_multi_string('runs', [], '"label=directory[:eval subdirectory]"; repeat.')
+  flags.DEFINE_string('env_name', None, 'D4RL name of the evaluation task.', required=True)
+  flags.DEFINE_integer('episodes', 10, 'Episodes per evaluation.')
+  flags.DEFINE_string('output', None, 'Path prefix of the .md to write.', required=True)
+
+
+def main(argv: Sequence[str]) -> None:
+  """Reads the groups, writes <output>.md, prints the table.
+
+  Raises:
+    app.UsageError: For positional arguments or a --runs without "label=directory".
+  """
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  args = flags.FLAGS
+  rows: Dict[str, Dict[str, object]] = {}
+  for spec in args.runs:
+    label, sep, location = spec.partition('=')
+    if not sep:
+      raise app.UsageError(f'--runs={spec!r}: expected "label=directory[:subdirectory]".')
+    directory, _, subdir = location.partition(':')
+    rows[label] = summarize(read_curves(directory, subdir or 'eval', args.env_name,
+                                        args.episodes))
+  table = markdown_table(rows)
+  os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+  with open(args.output + '.md', 'w') as f:
+    f.write(table)
+  print(table)
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)
