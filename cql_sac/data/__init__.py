@@ -1,1 +1,0 @@
-"""D4RL datasets in RLDS/TFDS form: registry, loading, writing, validation, Reverb replay."""
