@@ -39,7 +39,7 @@ setuptools.setup(
     description='Conservative Q-Learning (CQL-SAC) for offline continuous control on '
     'TF-Agents, trained from D4RL datasets in RLDS/TFDS form.',
     packages=setuptools.find_packages(include=['cql_sac', 'cql_sac.*']),
-    package_data={'cql_sac.data': ['behavior/*.npz', 'behavior/README.md']},
+    package_data={'cql_sac.recording': ['behavior/*.npz', 'behavior/README.md']},
     python_requires='>=3.11,<3.12',
     install_requires=_requirements('requirements.txt'),
     extras_require={'sim': _requirements('requirements-sim.txt')},
@@ -47,9 +47,9 @@ setuptools.setup(
         'console_scripts': [
             'cql_sac_train_eval = cql_sac.train_eval:run',
             'cql_sac_eval = cql_sac.eval:run',
-            'cql_sac_make_dataset = cql_sac.data.make_dataset:main',
-            'cql_sac_reverb_server = cql_sac.data.reverb_server:main',
-            'cql_sac_make_behavior = cql_sac.data.make_behavior:run',
+            'cql_sac_make_dataset = cql_sac.recording.make_dataset:main',
+            'cql_sac_reverb_server = cql_sac.datasets.reverb_server:main',
+            'cql_sac_make_behavior = cql_sac.recording.make_behavior:run',
         ],
     },
 )

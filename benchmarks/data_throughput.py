@@ -19,8 +19,8 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
-from cql_sac.data import replay
-from cql_sac.data import steps as steps_lib
+from cql_sac.datasets import replay
+from cql_sac.datasets import steps as steps_lib
 
 _NUM_EPISODES = flags.DEFINE_integer('num_episodes', 1000, 'Episodes of 1000 transitions.')
 _NUM_BATCHES = flags.DEFINE_integer('num_batches', 300, 'Batches timed per replay.')

@@ -43,7 +43,7 @@ import numpy as np
 
 from cql_sac import cli
 from cql_sac import eval as cql_eval
-from cql_sac.data import d4rl
+from cql_sac import tasks as d4rl
 from cql_sac.summaries import read_scalars
 from cql_sac.train_eval import parse_gin_config
 from cql_sac.train_eval import train_eval

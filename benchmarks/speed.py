@@ -49,7 +49,7 @@ from benchmarks import data_throughput
 from benchmarks import kumar20_agent
 from cql_sac import learner as learner_lib
 from cql_sac.agents import cql_sac_agent
-from cql_sac.data import replay as replay_lib
+from cql_sac.datasets import replay as replay_lib
 
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs per path (median).')
 _CRITIC_SIZES = flags.DEFINE_list('critic_sizes', ['256x256', '256x256x256'],

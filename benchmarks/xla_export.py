@@ -51,8 +51,8 @@ from benchmarks import data_throughput
 from benchmarks import kumar20_agent
 from cql_sac import learner as learner_lib
 from cql_sac.agents import cql_sac_agent
-from cql_sac.data import d4rl
-from cql_sac.data import replay as replay_lib
+from cql_sac import tasks as d4rl
+from cql_sac.datasets import replay as replay_lib
 
 FORMAT_VERSION = 1
 # HLO element types of the arrays that can be arguments or outputs, as NumPy dtype names.

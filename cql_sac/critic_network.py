@@ -49,7 +49,7 @@ class MultiActionCriticNetwork(network.Network):
       `init_module_weights`; JaxCQL's). Biases are zero either way. False:
       glorot-uniform kernels, as `CriticNetwork`.
     observation_mean: float [O] or None. With `observation_std`, the network sees
-      (observation − mean)/std (`cql_sac.data.normalization`, CORL's `normalize`);
+      (observation − mean)/std (`cql_sac.datasets.normalization`, CORL's `normalize`);
       constants of the graph, not variables.
     observation_std: float [O] (> 0) or None.
     layer_norm: Layer normalization (Ba et al. 2016; learned scale and offset, ε 1e-5)

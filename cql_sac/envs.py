@@ -41,7 +41,7 @@ from tf_agents.environments import py_environment
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
-from cql_sac.data import d4rl
+from cql_sac import tasks
 
 # D4RL's AntMaze evaluation mazes (d4rl/locomotion/maze_env.py U_MAZE_TEST, BIG_MAZE_TEST,
 # HARDEST_MAZE_TEST): walls are the gymnasium-robotics maps, plus the (row, col) start and goal.
@@ -184,7 +184,7 @@ def make_gym_env(env_name: str, max_episode_steps: Optional[int] = None) -> gym.
     ValueError: if `env_name` is unknown (the message lists the closest names) or
       `max_episode_steps` is not positive.
   """
-  info = d4rl.get_dataset_info(env_name)
+  info = tasks.get_dataset_info(env_name)
   if max_episode_steps is None:
     max_episode_steps = info.max_episode_steps
   if max_episode_steps <= 0:

@@ -8,13 +8,13 @@ JaxCQL/conservative_sac_main.py; ../shared/reference/calql_finetune.md, section 
 1. Collect one whole episode with the agent's collect (stochastic) policy through TF-Agents'
    `PyDriver`, the policy fixed during it; the last episode is cut at `online_env_steps` and
    marked like a time-limit end.
-2. Write it to root_dir/online_episodes as an RLDS dataset (`cql_sac.data.online_episodes`),
-   compute its returns-to-go (Cal-QL: the same `cql_sac.data.returns` rule as the dataset's),
+2. Write it to root_dir/online_episodes as an RLDS dataset (`cql_sac.datasets.online_episodes`),
+   compute its returns-to-go (Cal-QL: the same `cql_sac.datasets.returns` rule as the dataset's),
    and add its transitions to the online Reverb table.
 3. Train until the train step is num_gradient_updates + updates_per_env_step · env steps
    (UTD; CORL interleaves one env step and one update, the authors train after each episode,
    as here), on batches of round(mixing_ratio·B) offline and B − that online items
-   (`cql_sac.data.replay.mixed_dataset`), or with `mixing_ratio = None` on one table holding
+   (`cql_sac.datasets.replay.mixed_dataset`), or with `mixing_ratio = None` on one table holding
    both (CORL's CQL fine-tuning). Evaluations run at the multiples of `online_eval_interval`
    train steps and at the end; the switch's is the offline phase's last.
 
@@ -45,11 +45,11 @@ from tf_agents.trajectories import time_step as ts
 import cql_sac
 from cql_sac import critic_network
 from cql_sac.agents.cal_ql_agent import CalQlAgent
-from cql_sac.data import d4rl
-from cql_sac.data import online_episodes
-from cql_sac.data import replay as replay_lib
-from cql_sac.data import steps as steps_lib
-from cql_sac.data import transitions
+from cql_sac import tasks
+from cql_sac.datasets import online_episodes
+from cql_sac.datasets import replay as replay_lib
+from cql_sac.datasets import steps as steps_lib
+from cql_sac.datasets import transitions
 from cql_sac.envs import load_env
 from cql_sac.learner import iterations_until_next_stop
 from cql_sac.learner import stack_exactly
@@ -251,11 +251,11 @@ def _succeeded(steps: steps_lib.EpisodeSteps, start: int, end: int) -> bool:
 def _summarize_episode(env_name: str, episode: steps_lib.EpisodeSteps, successes) -> None:
   """Writes a training episode's return, length and score (goal tasks: success, regret)."""
   episode_return = float(np.sum(episode.reward[:-1]))
-  score = d4rl.d4rl_normalized_score(env_name, episode_return)
+  score = tasks.d4rl_normalized_score(env_name, episode_return)
   tf.summary.scalar('online/episode_return', episode_return)
   tf.summary.scalar('online/episode_length', episode.num_steps - 1)
   tf.summary.scalar('online/d4rl_normalized_score', score)
-  if d4rl.get_dataset_info(env_name).is_antmaze:
+  if tasks.get_dataset_info(env_name).is_antmaze:
     tf.summary.scalar('online/success', float(successes[-1]))
     tf.summary.scalar('online/regret', 1.0 - float(np.mean(successes)))
   logging.info('online episode: return %.1f, D4RL normalized score %.1f', episode_return,

@@ -31,7 +31,7 @@ from tf_agents.trajectories import trajectory
 from tf_agents.train import learner as tf_agents_learner
 
 from cql_sac.agents import cql_sac_agent
-from cql_sac.data import replay as replay_lib
+from cql_sac.datasets import replay as replay_lib
 
 
 @gin.configurable

@@ -24,6 +24,7 @@ import functools
 from typing import NamedTuple, Optional, Sequence
 
 import gin
+import numpy as np
 import tensorflow as tf
 from tf_agents.agents.sac import tanh_normal_projection_network
 from tf_agents.networks import actor_distribution_network
@@ -31,7 +32,20 @@ from tf_agents.networks import network
 
 from cql_sac.critic_network import MultiActionCriticNetwork
 from cql_sac.critic_network import normalization_layer
-from cql_sac.data.normalization import ObservationStatistics
+
+
+class ObservationStatistics(NamedTuple):
+  """Per-dimension statistics the networks normalize observations with, (s − mean)/std.
+
+  `cql_sac.datasets.normalization.observation_statistics` computes them from a dataset
+  (CORL's `compute_mean_std`, algorithms/offline/cql.py@eeeeef2).
+
+  Attributes:
+    mean: float32 [O], the mean of the dataset's transition observations.
+    std: float32 [O], their standard deviation plus a floor (CORL's 1e-3).
+  """
+  mean: np.ndarray
+  std: np.ndarray
 
 
 class CqlSacNetworks(NamedTuple):

@@ -134,7 +134,7 @@ def unknown_name_error(kind: str, name: str, known: List[str]) -> ValueError:
   hint = f' Closest known names: {", ".join(close)}.' if close else ''
   return ValueError(
       f'Unknown {kind} {name!r}.{hint} Use one of the names returned by '
-      'cql_sac.data.d4rl.all_env_names().')
+      'cql_sac.tasks.all_env_names().')
 
 
 def get_dataset_info(env_name: str) -> D4rlDataset:

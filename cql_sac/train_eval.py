@@ -56,17 +56,17 @@ from cql_sac import finetune
 
 from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
-from cql_sac.data.loading import load_episodes
-from cql_sac.data.loading import recorded_env_name
-from cql_sac.data.normalization import corl_reward_scale
-from cql_sac.data.normalization import observation_statistics
-from cql_sac.data.replay import build_in_memory_replay
-from cql_sac.data.replay import build_online_replay
-from cql_sac.data.replay import build_replay
-from cql_sac.data.returns import returns_to_go
-from cql_sac.data.steps import read_episode_steps
-from cql_sac.data.validation import validate_episodes
-from cql_sac.data.d4rl import get_dataset_info
+from cql_sac.datasets.loading import load_episodes
+from cql_sac.datasets.loading import recorded_env_name
+from cql_sac.datasets.normalization import corl_reward_scale
+from cql_sac.datasets.normalization import observation_statistics
+from cql_sac.datasets.replay import build_in_memory_replay
+from cql_sac.datasets.replay import build_online_replay
+from cql_sac.datasets.replay import build_replay
+from cql_sac.datasets.returns import returns_to_go
+from cql_sac.datasets.steps import read_episode_steps
+from cql_sac.datasets.validation import validate_episodes
+from cql_sac.tasks import get_dataset_info
 from cql_sac.envs import load_env
 from cql_sac.learner import CqlLearner
 from cql_sac.learner import iterations_until_next_stop
@@ -213,13 +213,13 @@ def train_eval(
     log_cql_alpha_clipping: (min, max) clip of log α' when read, or None.
     softmax_temperature: T multiplying Q inside the CQL log-sum-exp.
     normalize_observations: Every network sees (s − mean)/(std + 1e-3) with the dataset's
-      statistics (CORL's `normalize`; `cql_sac.data.normalization`), inside the networks,
+      statistics (CORL's `normalize`; `cql_sac.datasets.normalization`), inside the networks,
       so SavedModel policies and evaluation take raw observations.
     normalize_rewards: Multiply `reward_scale_factor` by CORL's locomotion factor
       1000/(max − min episode return) of the dataset (`normalize_reward`);
       `reward_shift` stays in environment reward units (added before scaling).
     cal_ql_sparse_failure_reward: With `agent_class = @CalQlAgent`: the failure reward of
-      the returns-to-go's sparse rule (`cql_sac.data.returns`; AntMaze 0.0), None for
+      the returns-to-go's sparse rule (`cql_sac.datasets.returns`; AntMaze 0.0), None for
       dense rewards.
     online_env_steps: Environment steps of online fine-tuning after the
       `num_gradient_updates` offline steps (`cql_sac.finetune`); 0: offline only.

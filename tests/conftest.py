@@ -8,7 +8,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cql_sac.data.collect import write_dataset  # pylint: disable=wrong-import-position
+from cql_sac.recording.collect import write_dataset  # pylint: disable=wrong-import-position
 
 HOPPER_ENV_NAME = 'hopper-random-v2'
 

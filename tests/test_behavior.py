@@ -4,10 +4,10 @@ import json
 import os
 
 from cql_sac import envs
-from cql_sac.data import loading
-from cql_sac.data import make_behavior
-from cql_sac.data import validation
-from cql_sac.data import writing
+from cql_sac.datasets import loading
+from cql_sac.recording import make_behavior
+from cql_sac.datasets import validation
+from cql_sac.datasets import writing
 
 
 def test_tiny_budget_writes_three_datasets(tmp_path):

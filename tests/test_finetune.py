@@ -16,7 +16,7 @@ from tf_agents.trajectories import time_step
 from cql_sac import finetune
 from cql_sac import learner as learner_lib
 from cql_sac import train_eval
-from cql_sac.data import online_episodes
+from cql_sac.datasets import online_episodes
 from cql_sac.summaries import read_scalars
 from tests.test_train_eval import REPO
 from tests.test_train_eval import kill_when

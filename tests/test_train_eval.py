@@ -25,9 +25,9 @@ from cql_sac import eval as cql_eval
 from cql_sac.agents import cal_ql_agent
 from cql_sac import learner as learner_lib
 from cql_sac import train_eval
-from cql_sac.data.collect import write_dataset
-from cql_sac.data.loading import load_episodes
-from cql_sac.data.replay import build_replay
+from cql_sac.recording.collect import write_dataset
+from cql_sac.datasets.loading import load_episodes
+from cql_sac.datasets.replay import build_replay
 from cql_sac.summaries import read_scalars
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -114,14 +114,14 @@ def main() -> None:
                       args.behavior_return)
   print(f'Wrote {args.output}')
   if args.env_name and args.dataset_mean_return is not None:
-    from cql_sac.data import d4rl  # pylint: disable=import-outside-toplevel
+    from cql_sac import tasks  # pylint: disable=import-outside-toplevel
 
     rows = [('untrained policy (step 0)', step0), ('final policy', final),
             ('dataset mean episode', args.dataset_mean_return)]
     if args.behavior_return is not None:
       rows.append(('behaviour policy', args.behavior_return))
     for name, value in rows:
-      score = d4rl.d4rl_normalized_score(args.env_name, value)
+      score = tasks.d4rl_normalized_score(args.env_name, value)
       print(f'{name:>27}: return {value:8.1f}, D4RL normalized {score:5.1f}')
     print(verdict(step0, final, args.dataset_mean_return, args.behavior_return))
 

@@ -11,7 +11,7 @@ calql_finetune.md, section 1).
 
 G(s) comes with each item: experience is a `Trajectory` [B, 2] whose `policy_info` is
 {'return_to_go': float32 [B, 2]} (the first step's value is the transition's G, in TD-target
-units: `cql_sac.data.returns.returns_to_go`). Everything else is `CqlSacAgent`.
+units: `cql_sac.datasets.returns.returns_to_go`). Everything else is `CqlSacAgent`.
 """
 
 from typing import NamedTuple
@@ -23,7 +23,10 @@ from tf_agents.trajectories import trajectory
 
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.agents.cql_sac_agent import CqlSacLossInfo
-from cql_sac.data.transitions import RETURN_TO_GO
+
+# The policy_info key of an item's return-to-go G(s) (`training_data_spec`); the replay
+# (`cql_sac.datasets.transitions`) writes its items with it.
+RETURN_TO_GO = 'return_to_go'
 
 
 # `CqlSacLossInfo`'s fields (same meaning) plus Cal-QL's bound rate, all float32 scalars:
@@ -77,7 +80,7 @@ class CalQlAgent(CqlSacAgent):
       raise ValueError(
           'CalQlAgent needs each item\'s return-to-go: a Trajectory [B, 2] with policy_info '
           f'{{"{RETURN_TO_GO}": float32 [B, 2]}}, got policy_info {info!r}. Fill the replay '
-          'with returns-to-go (cql_sac.data.returns.returns_to_go).')
+          'with returns-to-go (cql_sac.datasets.returns.returns_to_go).')
     returns = tf.cast(info[RETURN_TO_GO][:, 0], tf.float32)
     time_steps, actions, next_time_steps, _ = super()._transition_parts(
         experience._replace(policy_info=()))

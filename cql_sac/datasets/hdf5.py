@@ -23,8 +23,8 @@ import numpy as np
 from absl import logging
 
 import cql_sac
-from cql_sac.data import d4rl
-from cql_sac.data import writing
+from cql_sac import tasks
+from cql_sac.datasets import writing
 
 _REQUIRED_KEYS = ('observations', 'actions', 'rewards', 'terminals', 'timeouts')
 
@@ -76,7 +76,7 @@ def convert_hdf5(hdf5_path: str, env_name: str, output_dir: str) -> str:
     ValueError: for an unknown env_name, a malformed file, sizes that do not match env_name, or
       an output_dir that already holds a dataset.
   """
-  info = d4rl.get_dataset_info(env_name)
+  info = tasks.get_dataset_info(env_name)
   data = read_d4rl_hdf5(hdf5_path)
   for key, dim in (('observations', info.observation_dim), ('actions', info.action_dim)):
     if data[key].shape[1:] != (dim,):

@@ -13,8 +13,8 @@ import rlds
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cql_sac.data import d4rl
-from cql_sac.data import writing
+from cql_sac import tasks
+from cql_sac.datasets import writing
 
 # Step fields cast to float32 on load: D4RL v1 medium-replay/full-replay (TFDS configs
 # 'v1-medium-replay', 'v1-full-replay') and some v0 sets store them as float64; float32 is the
@@ -42,7 +42,7 @@ def _open(dataset_name: str, data_dir: Optional[str]) -> tf.data.Dataset:
   except (tfds.core.registered.DatasetNotFoundError, ValueError, AssertionError) as error:
     raise ValueError(
         f'Cannot load dataset {dataset_name!r} from data_dir={data_dir!r}: {error}. Fix: use a '
-        'TFDS name such as d4rl_mujoco_hopper/v2-medium (cql_sac.data.d4rl.get_dataset_info('
+        'TFDS name such as d4rl_mujoco_hopper/v2-medium (cql_sac.tasks.get_dataset_info('
         'env_name).tfds_name), download it first if this machine has no internet (tfds build '
         'on a connected machine, then copy data_dir), or pass a directory written by '
         'cql_sac_make_dataset.') from error
@@ -95,7 +95,7 @@ def recorded_env_name(dataset_name: str) -> Optional[str]:
     dataset_name: as `load_episodes`: a directory written by this project (its
       `cql_sac_metadata.json` names `env_name`) or a TFDS D4RL name such as
       'd4rl_mujoco_hopper/v2-medium' (optionally with ':version'), looked up in
-      `cql_sac.data.d4rl`'s registry.
+      `cql_sac.tasks`'s registry.
 
   Returns:
     The D4RL environment name, or None if the dataset does not say (another TFDS dataset,
@@ -106,7 +106,7 @@ def recorded_env_name(dataset_name: str) -> Optional[str]:
     with tf.io.gfile.GFile(metadata_path) as f:
       return json.load(f).get('env_name')
   name = dataset_name.split(':')[0]
-  for env_name in d4rl.all_env_names():
-    if d4rl.get_dataset_info(env_name).tfds_name == name:
+  for env_name in tasks.all_env_names():
+    if tasks.get_dataset_info(env_name).tfds_name == name:
       return env_name
   return None

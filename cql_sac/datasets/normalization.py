@@ -8,26 +8,13 @@ CORL, while the replay, the exported SavedModel policies and evaluation all take
 observations.
 """
 
-from typing import NamedTuple
-
 import numpy as np
 
-from cql_sac.data import steps as steps_lib
+from cql_sac.datasets import steps as steps_lib
+from cql_sac.networks import ObservationStatistics
 
 STD_FLOOR = 1e-3  # CORL adds it to every standard deviation.
 CORL_RETURN_RANGE = 1000.0  # CORL's locomotion rule: r·1000/(max return − min return).
-
-
-class ObservationStatistics(NamedTuple):
-  """Per-dimension statistics of a dataset's observations.
-
-  Attributes:
-    mean: float32 [O], the mean of the transitions' observations s (every step but each
-      episode's last, as D4RL's `qlearning_dataset` observations CORL averages).
-    std: float32 [O], their standard deviation plus `STD_FLOOR`.
-  """
-  mean: np.ndarray
-  std: np.ndarray
 
 
 def observation_statistics(episodes: steps_lib.EpisodeSteps) -> ObservationStatistics:
@@ -37,7 +24,10 @@ def observation_statistics(episodes: steps_lib.EpisodeSteps) -> ObservationStati
     episodes: The dataset, `EpisodeSteps` with float observations [N, O].
 
   Returns:
-    `ObservationStatistics` of float32 [O] arrays.
+    `cql_sac.networks.ObservationStatistics` of float32 [O] arrays: the mean of the
+    transitions' observations s (every step but each episode's last, as D4RL's
+    `qlearning_dataset` observations CORL averages) and their standard deviation plus
+    `STD_FLOOR`.
 
   Raises:
     ValueError: If the dataset has no transitions, or a dimension is constant over it

@@ -1,7 +1,7 @@
 """Online fine-tuning's episodes: recorded from the driver, kept on disk as RLDS, read back.
 
 Each finished online episode is written to its own RLDS/TFDS dataset directory
-`<directory>/episode_<index:06d>` by `cql_sac.data.writing.RldsWriter` (the layout of the
+`<directory>/episode_<index:06d>` by `cql_sac.datasets.writing.RldsWriter` (the layout of the
 project's datasets: step t holds o_t, a_t and the reward and discount that followed; the last
 step holds the final observation), first under a `.tmp-` name and then renamed, so a
 directory with the final name is always complete: a kill during the write leaves only a
@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tf_agents.trajectories import time_step as ts
 
-from cql_sac.data import steps as steps_lib
-from cql_sac.data import writing
+from cql_sac.datasets import steps as steps_lib
+from cql_sac.datasets import writing
 
 _EPISODE_DIR = 'episode_{:06d}'
 _EPISODE_PATTERN = re.compile(r'episode_(\d{6})$')

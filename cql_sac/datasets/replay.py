@@ -13,7 +13,7 @@ batches back into `Trajectory`s. For Cal-QL a third column holds each step's ret
 (`policy_info['return_to_go']`). Tables written by TF-Agents' `ReverbAddTrajectoryObserver`
 (online collection, `cql_sac_make_behavior`) keep its `Trajectory` signature and are read as is.
 
-In memory: the same items (`cql_sac.data.transitions`) as tensors (`ReplayTensors`), sampled
+In memory: the same items (`cql_sac.datasets.transitions`) as tensors (`ReplayTensors`), sampled
 uniformly with stateless `tf.random` draws (`sample_uniform`), either inside a `tf.data` pipeline
 (`InMemoryReplay.as_dataset`) or inside the fused learner's compiled K-step loop
 (`FusedLearner.train_on_replay`, `train_eval.sample_in_loop`), where no batch crosses from the
@@ -28,9 +28,9 @@ import tensorflow as tf
 from absl import logging
 from tf_agents.trajectories import trajectory
 
-from cql_sac.data import steps as steps_lib
-from cql_sac.data import transitions
-from cql_sac.data import validation
+from cql_sac.datasets import steps as steps_lib
+from cql_sac.datasets import transitions
+from cql_sac.datasets import validation
 
 TABLE_NAME = 'uniform_table'
 ONLINE_TABLE_NAME = 'online_table'  # Online fine-tuning's transitions (`build_online_replay`).
@@ -262,7 +262,7 @@ def packed_signature(data_spec: trajectory.Trajectory) -> dict:
     if spec.dtype != tf.float32 or spec.shape.rank != rank:
       raise ValueError(
           f'The Reverb replay packs float32 rank-{rank} {field}s, got {spec}. Fix: cast the '
-          'dataset to float32 and flatten dict observations (cql_sac.data.loading does both '
+          'dataset to float32 and flatten dict observations (cql_sac.datasets.loading does both '
           'for D4RL datasets).')
   width = data_spec.action.shape[0] + _PACKED_SCALARS
   signature = {
@@ -440,12 +440,12 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
     reward_shift: added to every dataset reward.
     action_clipping: (min, max) applied to every dataset action, or None.
     pad_end_of_episodes: whether one-step episodes give a padded item
-      (`cql_sac.data.transitions`).
+      (`cql_sac.datasets.transitions`).
     server_address: 'host:port' of a running `cql_sac_reverb_server`; None starts a server in
       this process. The other process applies its own reward_shift/action_clipping.
     port: port of the in-process server; None picks a free one.
     returns_to_go: optional float [N], each dataset step's return-to-go
-      (`cql_sac.data.returns`): items then carry policy_info['return_to_go'] (Cal-QL), as a
+      (`cql_sac.datasets.returns`): items then carry policy_info['return_to_go'] (Cal-QL), as a
       third Reverb column.
     extra_capacity: room for this many more items (`Replay.add`): online fine-tuning's
       transitions in the same table (`train_eval.mixing_ratio = None`).

@@ -15,16 +15,16 @@ below by the return-to-go G(s) of the dataset's behaviour. Definitions follow th
   r_fail' = 10·(0 − 0.5) = −5), every step of it gets r_fail'/(1 − γ), the return of failing
   forever (−500 with γ = 0.99).
 
-Indexing follows RLDS (`cql_sac.data.steps`): step t holds o_t, a_t, r_t, d_t; an episode's
+Indexing follows RLDS (`cql_sac.datasets.steps`): step t holds o_t, a_t, r_t, d_t; an episode's
 last step holds only its final observation and gets G = 0, except a one-step episode, whose
-only step is the padded item's transition (`cql_sac.data.transitions`, discount 0): G = r'.
+only step is the padded item's transition (`cql_sac.datasets.transitions`, discount 0): G = r'.
 """
 
 from typing import Optional
 
 import numpy as np
 
-from cql_sac.data import steps as steps_lib
+from cql_sac.datasets import steps as steps_lib
 
 
 def returns_to_go(steps: steps_lib.EpisodeSteps, gamma: float,

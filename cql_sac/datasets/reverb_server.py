@@ -4,15 +4,15 @@
   # trainer: build_replay(None, server_address='localhost:8000')
 
 The process loads the episodes, writes every transition to its table (see
-`cql_sac.data.replay`), prints a line with the port and the item count, and serves until killed.
+`cql_sac.datasets.replay`), prints a line with the port and the item count, and serves until killed.
 Apply --reward_shift/--action_clipping here: the trainer's transforms do not reach this process.
 """
 
 from absl import app
 from absl import flags
 
-from cql_sac.data import loading
-from cql_sac.data import replay
+from cql_sac.datasets import loading
+from cql_sac.datasets import replay
 
 _PORT = flags.DEFINE_integer('port', None, 'Port to serve on.', required=True)
 _DATASET_NAME = flags.DEFINE_string(

@@ -74,7 +74,7 @@ def check_rlds_fields(element_spec, dataset_name: str) -> None:
     raise ValueError(
         f'Dataset {dataset_name!r}: field {rlds.STEPS!r} is missing from all episodes (found '
         f'{found}). Fix: pass an RLDS episode dataset, e.g. from '
-        'cql_sac.data.loading.load_episodes.')
+        'cql_sac.datasets.loading.load_episodes.')
   step_spec = element_spec[rlds.STEPS].element_spec
   missing = [f for f in RLDS_STEP_FIELDS if f not in step_spec]
   if missing:

@@ -19,7 +19,7 @@ by `ReverbAddTrajectoryObserver(sequence_length=2, stride_length=1)` (study sect
 `reward_shift` is added to the rewards and `action_clipping` clips the actions of the dataset's
 steps (not the padding), as TF-Agents' CQL example does; policies' actions are never touched.
 
-For Cal-QL each step can carry its Monte-Carlo return-to-go (`cql_sac.data.returns`) as
+For Cal-QL each step can carry its Monte-Carlo return-to-go (`cql_sac.datasets.returns`) as
 `policy_info = {'return_to_go': float32}` (0 on padding steps); without it `policy_info` is
 `()`, as TF-Agents writes it.
 """
@@ -33,10 +33,10 @@ from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
-from cql_sac.data import steps as steps_lib
+from cql_sac.agents.cal_ql_agent import RETURN_TO_GO  # The key CalQlAgent reads.
+from cql_sac.datasets import steps as steps_lib
 
 ActionClipping = Optional[Tuple[float, float]]
-RETURN_TO_GO = 'return_to_go'  # The policy_info key of a step's return-to-go.
 
 
 @dataclasses.dataclass(frozen=True)

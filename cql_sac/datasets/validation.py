@@ -11,8 +11,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from cql_sac.data import steps as steps_lib
-from cql_sac.data import transitions
+from cql_sac.datasets import steps as steps_lib
+from cql_sac.datasets import transitions
 
 Episodes = Union[tf.data.Dataset, steps_lib.EpisodeSteps]
 
@@ -75,7 +75,7 @@ class _Checker:
                  '--dataset_name).')
     self.fail_if(count if dtype != want_dtype else 0, field,
                  f'elements have dtype {dtype.name}, the environment expects {want_dtype.name}',
-                 'load the dataset with cql_sac.data.loading.load_episodes (which casts D4RL '
+                 'load the dataset with cql_sac.datasets.loading.load_episodes (which casts D4RL '
                  'float64 data to float32) or write it with the environment\'s dtypes.')
 
 
@@ -175,7 +175,7 @@ def _stats(steps: steps_lib.EpisodeSteps) -> DatasetStats:
   one_step = int((lengths == 1).sum())
   if one_step:
     logging.warning('%d one-step episodes have no next observation; see '
-                    'cql_sac.data.transitions for how they are replayed.', one_step)
+                    'cql_sac.datasets.transitions for how they are replayed.', one_step)
   return DatasetStats(
       num_episodes=steps.num_episodes,
       num_steps=steps.num_steps,

@@ -2,7 +2,7 @@
 
 The files have the step features and dtypes of TFDS `d4rl_mujoco_*` (observation float32
 [obs_dim], action float32 [A], reward float32, discount float32, is_first, is_last, is_terminal),
-so `cql_sac.data.loading.load_episodes(<directory>)` reads them exactly like a D4RL download.
+so `cql_sac.datasets.loading.load_episodes(<directory>)` reads them exactly like a D4RL download.
 envlogger turns dm_env time steps into RLDS steps (`envlogger.backends.rlds_utils.to_rlds_step`):
 step t holds o_t, the action taken at o_t, the reward and discount that followed, and an
 episode's last step holds its final observation with is_terminal = (discount == 0).

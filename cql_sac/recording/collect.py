@@ -2,7 +2,7 @@
 
 This is how D4RL's datasets were made (a policy run in the environment, terminals and time-limit
 ends marked), and how users record their own: the result loads with
-`cql_sac.data.loading.load_episodes(<directory>)` like a TFDS D4RL dataset.
+`cql_sac.datasets.loading.load_episodes(<directory>)` like a TFDS D4RL dataset.
 """
 
 from typing import Any, Dict, Optional, Union
@@ -13,9 +13,9 @@ from tf_agents.policies import random_py_policy
 
 import cql_sac
 from cql_sac import envs
-from cql_sac.data import d4rl
-from cql_sac.data import numpy_actor
-from cql_sac.data import writing
+from cql_sac import tasks
+from cql_sac.recording import numpy_actor
+from cql_sac.datasets import writing
 
 RANDOM_POLICY = 'random'
 # The quickstart's dataset (`cql_sac_make_dataset --quickstart`): the shipped Hopper behaviour
@@ -62,7 +62,7 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
     env_name: D4RL name, e.g. 'hopper-medium-v2' (selects the simulator and time limit).
     policy: 'random' (uniform over the action bounds), the directory of a TF-Agents policy
       SavedModel (e.g. `<root_dir>/policies/greedy_policy` written by cql_sac's binary), an
-      actor weights file `*.npz` (`cql_sac.data.numpy_actor`, e.g. `HOPPER_MEDIUM_ACTOR`)
+      actor weights file `*.npz` (`cql_sac.recording.numpy_actor`, e.g. `HOPPER_MEDIUM_ACTOR`)
       run greedily with the three noise arguments below, or a TF-Agents
       PyPolicy.
     num_steps: number of environment steps (transitions) to record, >= 1.
@@ -90,7 +90,7 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
   if noisy and not (isinstance(policy, str) and policy.endswith('.npz')):
     raise ValueError(f'action noise and random actions or episodes apply to a .npz actor '
                      f'policy only, got policy {policy!r}. Pass an actor weights file.')
-  info = d4rl.get_dataset_info(env_name)
+  info = tasks.get_dataset_info(env_name)
   env = envs.load_env(env_name, seed=seed, max_episode_steps=max_episode_steps)
   actor = _make_policy(policy, env, seed, noise)
   metadata = {

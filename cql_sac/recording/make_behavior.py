@@ -19,7 +19,7 @@ PyDriver, Learner and a Reverb replay table, in the gymnasium MuJoCo environment
      `max_env_steps`;
   3. saves the chosen policy with PolicySaver under `<output_dir>/policies/medium` (and its
      actor's weights as `<output_dir>/policies/medium_actor.npz`, which
-     `cql_sac.data.numpy_actor` runs without TensorFlow) and writes
+     `cql_sac.recording.numpy_actor` runs without TensorFlow) and writes
      `<env>-medium-v2` (its rollouts), `<env>-medium-replay-v2` (every transition collected up
      to the step it was chosen at) and `<env>-random-v2` under `<output_dir>`, each with its
      policy's return, training steps and seed in the metadata.
@@ -49,11 +49,11 @@ import cql_sac
 from cql_sac import cli
 from cql_sac import envs
 from cql_sac import eval as cql_eval
-from cql_sac.data import collect
-from cql_sac.data import d4rl
-from cql_sac.data import numpy_actor
-from cql_sac.data import replay as replay_lib
-from cql_sac.data import writing
+from cql_sac.recording import collect
+from cql_sac import tasks
+from cql_sac.recording import numpy_actor
+from cql_sac.datasets import replay as replay_lib
+from cql_sac.datasets import writing
 from cql_sac.networks import make_networks
 
 ENVS = ('hopper', 'halfcheetah', 'walker2d')
@@ -111,7 +111,7 @@ def _write_replay(trajectories: Sequence[trajectory_lib.Trajectory], output_dir:
   Returns:
     `output_dir`.
   """
-  info = d4rl.get_dataset_info(env_name)
+  info = tasks.get_dataset_info(env_name)
   writer = writing.RldsWriter(output_dir, info.observation_dim, info.action_dim, metadata)
   last = len(trajectories) - 2  # Index of the last trajectory with a known next observation.
   for i, traj in enumerate(trajectories[:last + 1]):
@@ -170,7 +170,7 @@ def make_behavior_datasets(
     raise ValueError(f'max_env_steps ({max_env_steps}) must exceed initial_collect_steps '
                      f'({initial_collect_steps}).')
   names = {kind: f'{env}-{kind}-v2' for kind in ('medium', 'medium-replay', 'random')}
-  info = d4rl.get_dataset_info(names['medium'])
+  info = tasks.get_dataset_info(names['medium'])
   if target_return is None:
     target_return = info.ref_max_score / 3.0
   tf.random.set_seed(seed)

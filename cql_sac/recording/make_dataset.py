@@ -13,8 +13,8 @@ Train on the result with `--dataset_name=<output_dir>`.
 from absl import app
 from absl import flags
 
-from cql_sac.data import collect
-from cql_sac.data import hdf5
+from cql_sac.recording import collect
+from cql_sac.datasets import hdf5
 
 _ENV_NAME = flags.DEFINE_string('env_name', None, 'D4RL name, e.g. hopper-medium-v2 '
                                 '(required unless --quickstart).')
@@ -23,8 +23,8 @@ _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'New directory for the dat
 _POLICY = flags.DEFINE_string(
     'policy', collect.RANDOM_POLICY,
     "'random', the directory of a TF-Agents policy SavedModel, or an actor weights file *.npz "
-    '(cql_sac.data.numpy_actor; the shipped Hopper one is '
-    'cql_sac/data/behavior/hopper_medium_actor.npz) to run in the environment.')
+    '(cql_sac.recording.numpy_actor; the shipped Hopper one is '
+    'cql_sac/recording/behavior/hopper_medium_actor.npz) to run in the environment.')
 _ACTION_NOISE = flags.DEFINE_float(
     'action_noise', 0.0, 'For a .npz policy: std of Gaussian noise added to its greedy action.')
 _RANDOM_ACTION_PROBABILITY = flags.DEFINE_float(
@@ -38,8 +38,9 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the environment and the random 
 _MAX_EPISODE_STEPS = flags.DEFINE_integer(
     'max_episode_steps', None, "Time limit override; default D4RL's (1000, AntMaze umaze 700).")
 _QUICKSTART = flags.DEFINE_bool(
-    'quickstart', False, 'Record the quickstart dataset (cql_sac.data.collect.QUICKSTART_DATASET: '
-    'the shipped Hopper behaviour actor with noise, mixed with random episodes); sets '
+    'quickstart', False, 'Record the quickstart dataset (cql_sac.recording.collect.'
+    'QUICKSTART_DATASET: the shipped Hopper behaviour actor with noise, mixed with random '
+    'episodes); sets '
     '--env_name, --policy, --num_steps and the noise flags, which must not be given.')
 _FROM_HDF5 = flags.DEFINE_string(
     'from_hdf5', None, 'Convert this D4RL .hdf5 file instead of running a policy.')

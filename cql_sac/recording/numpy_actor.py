@@ -10,7 +10,7 @@ the squashed Normal), in NumPy, with the "imperfect demonstrations" noise of Fuj
 otherwise the greedy action plus N(0, action_noise^2) noise, clipped to the bounds; and, as
 D4RL's medium-replay mixes its SAC episodes with uniform-random ones, whole episodes of
 uniform-random actions with probability `random_episode_probability` (`NoisyActorPolicy`, a
-TF-Agents `PyPolicy` that `cql_sac.data.collect.write_dataset` runs).
+TF-Agents `PyPolicy` that `cql_sac.recording.collect.write_dataset` runs).
 
 The `.npz` holds `kernel_<i>`, `bias_<i>` float32 for i = 0..L-1 (hidden layers, then the
 projection layer, whose 2A outputs are [loc, log-scale]) and `action_minimum`,

@@ -3,7 +3,7 @@
 import pytest
 
 from cql_sac import envs
-from cql_sac.data import collect
+from cql_sac.recording import collect
 from tests.data import helpers
 
 

@@ -9,7 +9,7 @@ from tf_agents.policies import py_policy
 from tf_agents.policies import random_py_policy
 
 from cql_sac import envs
-from cql_sac.data import steps as steps_lib
+from cql_sac.datasets import steps as steps_lib
 
 ENV_NAME = 'hopper-random-v2'
 NUM_STEPS = 300

@@ -6,9 +6,9 @@ from tf_agents.policies import random_tf_policy
 from tf_agents.specs import tensor_spec
 
 from cql_sac import envs
-from cql_sac.data import loading
-from cql_sac.data import make_dataset
-from cql_sac.data import validation
+from cql_sac.datasets import loading
+from cql_sac.recording import make_dataset
+from cql_sac.datasets import validation
 
 
 def test_saved_model_policy_dataset_validates(tmp_path):

@@ -5,8 +5,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from cql_sac import envs
-from cql_sac.data import d4rl
-from cql_sac.data import loading
+from cql_sac import tasks as d4rl
+from cql_sac.datasets import loading
 
 _TASKS = ('hopper', 'halfcheetah', 'walker2d', 'ant')
 

@@ -4,10 +4,10 @@ import h5py
 import numpy as np
 import pytest
 
-from cql_sac.data import hdf5
-from cql_sac.data import loading
-from cql_sac.data import steps as steps_lib
-from cql_sac.data import transitions
+from cql_sac.datasets import hdf5
+from cql_sac.datasets import loading
+from cql_sac.datasets import steps as steps_lib
+from cql_sac.datasets import transitions
 from tests.data import helpers
 
 

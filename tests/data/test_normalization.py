@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cql_sac.data import normalization
+from cql_sac.datasets import normalization
 from tests.data import helpers
 
 

@@ -14,12 +14,12 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
 from cql_sac import envs
-from cql_sac.data import collect
-from cql_sac.data import loading
-from cql_sac.data import make_dataset
-from cql_sac.data import numpy_actor
-from cql_sac.data import validation
-from cql_sac.data import writing
+from cql_sac.recording import collect
+from cql_sac.datasets import loading
+from cql_sac.recording import make_dataset
+from cql_sac.recording import numpy_actor
+from cql_sac.datasets import validation
+from cql_sac.datasets import writing
 from cql_sac.networks import make_networks
 
 

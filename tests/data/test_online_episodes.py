@@ -7,10 +7,10 @@ import pytest
 from tf_agents.drivers import py_driver
 
 from cql_sac import envs
-from cql_sac.data import online_episodes
-from cql_sac.data import replay as replay_lib
-from cql_sac.data import returns as returns_lib
-from cql_sac.data import transitions
+from cql_sac.datasets import online_episodes
+from cql_sac.datasets import replay as replay_lib
+from cql_sac.datasets import returns as returns_lib
+from cql_sac.datasets import transitions
 from tests.data import helpers
 
 GAMMA = 0.99

@@ -10,9 +10,9 @@ import tensorflow as tf
 from scipy import stats
 from tf_agents.specs import tensor_spec
 
-from cql_sac.data import loading
-from cql_sac.data import replay
-from cql_sac.data import steps as steps_lib
+from cql_sac.datasets import loading
+from cql_sac.datasets import replay
+from cql_sac.datasets import steps as steps_lib
 from tests.data import helpers
 
 BATCH = 256
@@ -74,7 +74,7 @@ def test_separate_server_serves_the_same_items(hopper_steps):
   path, steps = hopper_steps
   port = reverb.server.portpicker.pick_unused_port()
   process = subprocess.Popen(
-      [sys.executable, '-m', 'cql_sac.data.reverb_server', f'--port={port}',
+      [sys.executable, '-m', 'cql_sac.datasets.reverb_server', f'--port={port}',
        f'--dataset_name={path}'], stdout=subprocess.PIPE, text=True)
   try:
     assert 'ready' in process.stdout.readline()

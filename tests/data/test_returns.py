@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cql_sac.data import returns
+from cql_sac.datasets import returns
 from tests.data import helpers
 
 GAMMA = 0.9

@@ -5,10 +5,10 @@ import tensorflow as tf
 from tf_agents.replay_buffers import rlds_to_reverb
 
 from cql_sac import envs
-from cql_sac.data import loading
-from cql_sac.data import steps as steps_lib
-from cql_sac.data import transitions
-from cql_sac.data import validation
+from cql_sac.datasets import loading
+from cql_sac.datasets import steps as steps_lib
+from cql_sac.datasets import transitions
+from cql_sac.datasets import validation
 from tests.data import helpers
 
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from tf_agents.specs import array_spec
 
-from cql_sac.data import validation
+from cql_sac.datasets import validation
 from tests.data import helpers
 
 OBSERVATION_SPEC = array_spec.ArraySpec((2,), np.float32, name='observation')

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from cql_sac import learner as learner_lib
 from cql_sac.agents import cql_sac_agent as cql
-from cql_sac.data import replay as replay_lib
-from cql_sac.data import transitions
+from cql_sac.datasets import replay as replay_lib
+from cql_sac.datasets import transitions
 from tests.agents import agent_fixtures as fx
 
 K, B = 6, 16

@@ -146,7 +146,7 @@ def test_observation_normalization_survives_policy_export(tmp_path):
   from tf_agents.policies import greedy_policy
   from tf_agents.policies import policy_saver
   from tf_agents.trajectories import time_step as ts
-  from cql_sac.data.normalization import ObservationStatistics
+  from cql_sac.networks import ObservationStatistics
   time_step_spec, action_spec = fx.make_specs()
   rng = np.random.default_rng(5)
   stats = ObservationStatistics(rng.normal(size=fx.OBS_DIM).astype(np.float32) * 3,

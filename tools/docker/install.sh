@@ -56,7 +56,7 @@ fi
 
 # 6. Fail the build, not the first run, if the stack does not import (e.g. a shared library
 #    missing from the base image): the training binary and the dataset recorder.
-.venv/bin/python -c 'import cql_sac.train_eval, cql_sac.data.make_dataset'
+.venv/bin/python -c 'import cql_sac.train_eval, cql_sac.recording.make_dataset'
 
 # The runs' output directory, for a mounted volume (docker run -v ...:/runs).
 mkdir -p /runs
