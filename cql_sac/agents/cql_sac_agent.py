@@ -16,6 +16,11 @@ are fixed behind explicit arguments whose defaults keep its behaviour
 the reference), and the CQL term is averaged over the global batch, so a
 `MirroredStrategy` with R replicas no longer over-weights it R times.
 
+The equations themselves (the per-state gap, the TD target, the max backup, the
+Lagrange loss) are pure functions in `cql_sac.agents.cql_math`; the constructor's
+argument checks are `cql_sac.agents.argument_checks`. This class draws the samples,
+evaluates the networks and orders the optimizer steps.
+
 Notation used in the docstrings: B = batch size, N = `num_cql_samples`,
 A = action dimension, T = `softmax_temperature`, α = SAC temperature
 `exp(log_alpha)`, α' = CQL weight (`cql_alpha`), Q1/Q2 the online critics,
@@ -28,7 +33,6 @@ reproducible, resumes with the same stream after a checkpoint restore, and a
 fused multi-step learner draws exactly what single `train()` calls draw.
 """
 
-import functools
 from typing import NamedTuple, Optional, Tuple
 
 import gin
@@ -37,10 +41,11 @@ import tensorflow as tf
 from tf_agents.agents import tf_agent
 from tf_agents.agents.sac import sac_agent
 from tf_agents.policies import actor_policy
-from tf_agents.specs import tensor_spec
 from tf_agents.utils import common
 from tf_agents.utils import object_identity
 
+from cql_sac.agents import cql_math
+from cql_sac.agents.argument_checks import check_cql_sac_arguments
 from cql_sac.critic_network import q_at_action_sets
 from cql_sac.critic_network import q_values
 
@@ -107,22 +112,6 @@ _SEED_ALPHA = 5
 _SEED_REWARD_NOISE = 6
 _SEED_REPLAY = 7
 _SEED_CQL_NEXT_POLICY = 8
-
-
-def _integer_at_least(name: str, value, minimum: int, meaning: str) -> None:
-  """Raises ValueError unless `value` is a (non-bool) integer >= `minimum`."""
-  if isinstance(value, bool) or not isinstance(
-      value, (int, np.integer)) or value < minimum:
-    raise ValueError(
-        f'{name} must be an integer >= {minimum}, got {value!r}. {meaning}')
-
-
-def _positive_number(name: str, value) -> None:
-  """Raises ValueError unless `value` (a number or variable) is > 0."""
-  number = float(value.numpy() if hasattr(value, 'numpy') else value)
-  if not number > 0:
-    raise ValueError(
-        f'{name} must be > 0, got {number}. Pass a positive float.')
 
 
 @gin.configurable
@@ -312,46 +301,11 @@ class CqlSacAgent(sac_agent.SacAgent):
         `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1], or if a
         network is recurrent (has a non-empty `state_spec`).
     """
-    if not cql_clip_diff_min <= cql_clip_diff_max:
-      raise ValueError(
-          f'cql_clip_diff_min ({cql_clip_diff_min}) must be <= cql_clip_diff_max '
-          f'({cql_clip_diff_max}); they bound each state\'s CQL gap.')
-    _validate_action_spec(action_spec)
-    _integer_at_least(
-        'num_cql_samples', num_cql_samples, 1,
-        'It is the number of policy (and of uniform) action samples per state; '
-        '10 is the paper\'s value.')
-    _integer_at_least('num_critics', num_critics, 2,
-                      'CQL-SAC keeps at least the twin critics of SAC.')
-    if max_target_num_samples is not None:
-      _integer_at_least('max_target_num_samples', max_target_num_samples, 1,
-                        'It is the number of next-state actions of the max backup.')
-    _positive_number('softmax_temperature', softmax_temperature)
-    if actor_ema_tau is not None and (isinstance(actor_ema_tau, bool) or not isinstance(
-        actor_ema_tau, (int, float)) or not 0.0 < actor_ema_tau <= 1.0):
-      raise ValueError(f'actor_ema_tau must be None or in (0, 1], got {actor_ema_tau!r}: it is '
-                       'the Polyak factor of the averaged actor (e.g. 1e-3).')
-    if use_lagrange_cql_alpha:
-      try:
-        _positive_number('cql_alpha', cql_alpha)
-      except ValueError as e:
-        raise ValueError(
-            f'{e} With use_lagrange_cql_alpha=True, cql_alpha is the initial '
-            'value of exp(log_cql_alpha).') from None
-    if log_cql_alpha_clipping is not None and (
-        len(log_cql_alpha_clipping) != 2
-        or log_cql_alpha_clipping[0] > log_cql_alpha_clipping[1]):
-      raise ValueError(
-          'log_cql_alpha_clipping must be a (min, max) pair with min <= max, '
-          f'got {log_cql_alpha_clipping!r}.')
-    for net_name, net in (('critic_network', critic_network),
-                          ('actor_network', actor_network)):
-      if net is not None and tf.nest.flatten(net.state_spec):
-        raise ValueError(
-            f'{net_name} is recurrent (state_spec={net.state_spec}); '
-            'CqlSacAgent supports feed-forward networks only. Use e.g. '
-            'tf_agents.agents.ddpg.critic_network.CriticNetwork and '
-            'ActorDistributionNetwork.')
+    check_cql_sac_arguments(
+        action_spec, critic_network, actor_network, cql_alpha, num_cql_samples,
+        use_lagrange_cql_alpha, softmax_temperature, log_cql_alpha_clipping,
+        cql_clip_diff_min, cql_clip_diff_max, max_target_num_samples, num_critics,
+        actor_ema_tau)
 
     super().__init__(
         time_step_spec=time_step_spec,
@@ -413,8 +367,9 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._bc_debug_mode = bc_debug_mode
     self._actor_ema_tau = actor_ema_tau
     self._ema_actor_network, self._ema_policy = self._make_ema_actor(actor_policy_ctor)
-    self._uniform_log_density = _uniform_log_density(
-        action_spec, per_dimension_uniform_log_density)
+    self._uniform_log_density = cql_math.uniform_log_density(
+        action_spec.minimum, action_spec.maximum, action_spec.shape,
+        per_dimension_uniform_log_density)
     if random_seed is None:
       random_seed = tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int64)
     self._random_seed = tf.Variable(
@@ -647,22 +602,7 @@ class CqlSacAgent(sac_agent.SacAgent):
 
   def _cql_gap(self, q_data, q_policy, q_uniform, samples: CqlSamples,
                q_next_policy=None, q_lower_bound=None):
-    """Per-state CQL(H) gap of one critic (Kumar et al. 2020, eq. 4, App. F).
-
-      lse(s) = (1/T)·log[ Σ_j exp(T·Q(s,a^π_j) − log π(a^π_j|s))
-                          + Σ_j exp(T·Q(s,a^u_j) − log U(a^u_j)) ]
-      gap(s) = lse(s) − Q(s, a_data)
-
-    As in tf_agents (and the authors' code) there is no −log(2N) term, so the
-    gap is offset by log(2N)/T from a normalized importance-sampling estimate.
-    With `cql_clip_diff_min/max`, gap(s) is clipped to that range (CORL). With
-    `cql_next_state_samples` the sum also runs over Σ_j exp(T·Q(s,a'_j) −
-    log π(a'_j|s')), a'_j ~ π(·|s') (CORL, JaxCQL). Without
-    `cql_importance_sample` no log-density is subtracted and T·Q(s, a_data)
-    joins the sum (CORL). With `q_lower_bound` G(s) (Cal-QL, Nakamoto et al.
-    2023, eq. 5), the policy samples' Q (and the next-state samples') become
-    max(Q, G(s)) before the density correction and the temperature; uniform and
-    dataset Q values are never bounded.
+    """Per-state CQL(H) gap of one critic with this agent's settings (`cql_math.cql_gap`).
 
     Args:
       q_data: float32 [B], Q at dataset actions.
@@ -670,27 +610,15 @@ class CqlSacAgent(sac_agent.SacAgent):
       q_uniform: float32 [B, N], Q at uniform samples.
       samples: the `CqlSamples` (their log-probabilities).
       q_next_policy: float32 [B, N], Q at the next-state policy samples, or None.
-      q_lower_bound: float32 [B], or None for no bound.
+      q_lower_bound: float32 [B], Cal-QL's G(s), or None for no bound.
 
     Returns:
       float32 [B].
     """
-    if q_lower_bound is not None:
-      q_policy, q_next_policy = _bounded_below(q_lower_bound, q_policy, q_next_policy)
-    temperature = tf.cast(self._softmax_temperature, tf.float32)
-    if self._cql_importance_sample:
-      terms = [temperature * q_policy - samples.policy_log_probs,
-               temperature * q_uniform - self._uniform_log_density]
-      if q_next_policy is not None:
-        terms.append(temperature * q_next_policy - samples.next_policy_log_probs)
-    else:
-      terms = [temperature * q for q in (q_policy, q_uniform, q_data[:, None],
-                                         q_next_policy) if q is not None]
-    terms = tf.concat(terms, axis=1)
-    gap = tf.reduce_logsumexp(terms, axis=1) / temperature - q_data
-    if np.isfinite(self._cql_clip_diff).any():
-      gap = tf.clip_by_value(gap, *self._cql_clip_diff)
-    return gap
+    return cql_math.cql_gap(
+        q_data, q_policy, q_uniform, samples.policy_log_probs, self._uniform_log_density,
+        self._softmax_temperature, q_next_policy, samples.next_policy_log_probs,
+        self._cql_importance_sample, q_lower_bound, self._cql_clip_diff)
 
   def _cql_loss_from_gaps(self, gaps):
     """Mean of the C critics' gaps ([B] each) over critics and the global batch."""
@@ -736,12 +664,10 @@ class CqlSacAgent(sac_agent.SacAgent):
     else:
       next_actions, next_log_pis = self._actions_and_log_probs(
           next_time_steps, training=False, purpose=_SEED_TD_NEXT_ACTION)
-      target_q = _minimum([
+      target_q = cql_math.minimum([
           q_values(critic, next_time_steps.observation, next_actions,
                     next_time_steps.step_type, training=False)
           for critic in self.target_critics])
-    if self._include_critic_entropy_term:
-      target_q -= tf.exp(self._log_alpha) * next_log_pis
     rewards = next_time_steps.reward
     noise = self._reward_noise_variance
     if isinstance(noise, tf.Variable) or noise > 0:
@@ -749,9 +675,9 @@ class CqlSacAgent(sac_agent.SacAgent):
       if self._reward_noise_is_variance:
         stddev = tf.sqrt(stddev)
       rewards = rewards + stddev * self._sample_reward_noise(tf.shape(rewards))
-    return tf.stop_gradient(
-        reward_scale_factor * rewards
-        + gamma * next_time_steps.discount * target_q)
+    return cql_math.soft_td_target(
+        rewards, next_time_steps.discount, target_q, next_log_pis, tf.exp(self._log_alpha),
+        gamma, reward_scale_factor, self._include_critic_entropy_term)
 
   def _max_backup(self, next_time_steps):
     """max_j min_k Q̄_k(s', a'_j) over M samples a'_j ~ π(·|s'), and log π(a'_j*|s').
@@ -766,12 +692,10 @@ class CqlSacAgent(sac_agent.SacAgent):
                                    _SEED_TD_NEXT_ACTION)  # [M, B, A]
     log_pis = tf.transpose(common.log_probability(distribution, actions,
                                                   self.action_spec))  # [B, M]
-    q = _minimum(q_at_action_sets(
+    q = cql_math.minimum(q_at_action_sets(
         self.target_critics, next_time_steps, tf.transpose(actions, [1, 0, 2]),
         training=False))  # [B, M]
-    best = tf.argmax(q, axis=1)
-    return (tf.gather(q, best, axis=1, batch_dims=1),
-            tf.gather(log_pis, best, axis=1, batch_dims=1))
+    return cql_math.max_backup(q, log_pis)
 
   def _td_loss(self, q_list, td_targets, td_errors_loss_fn, weights):
     """L_TD = E_B[Σ_k f(y, Q_k)] over the C critics + critic regularization, scalar."""
@@ -875,7 +799,7 @@ class CqlSacAgent(sac_agent.SacAgent):
                                       self.action_spec)
 
       def min_q():
-        return _minimum([
+        return cql_math.minimum([
             q_values(critic, time_steps.observation, sampled_actions,
                       time_steps.step_type, training=False)
             for critic in self.critics])
@@ -900,13 +824,8 @@ class CqlSacAgent(sac_agent.SacAgent):
     """α' as a float32 scalar: exp(clip(log_cql_alpha)) with Lagrange."""
     if not self._use_lagrange_cql_alpha:
       return tf.cast(tf.convert_to_tensor(self._cql_alpha), tf.float32)
-    log_alpha = tf.convert_to_tensor(self._log_cql_alpha)
-    if self._log_cql_alpha_clipping is not None:
-      clipped = tf.clip_by_value(log_alpha, *self._log_cql_alpha_clipping)
-      if self._log_cql_alpha_straight_through:
-        clipped = log_alpha + tf.stop_gradient(clipped - log_alpha)
-      log_alpha = clipped
-    return tf.exp(log_alpha)
+    return cql_math.cql_alpha_from_log(self._log_cql_alpha, self._log_cql_alpha_clipping,
+                                       self._log_cql_alpha_straight_through)
 
   def cql_alpha_loss(self, cql_loss) -> tf.Tensor:
     """Lagrange loss for α' (Kumar et al. 2020, eq. 24), float32 scalar.
@@ -930,7 +849,7 @@ class CqlSacAgent(sac_agent.SacAgent):
       raise ValueError('cql_alpha_loss needs use_lagrange_cql_alpha=True.')
     num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
     tau = tf.cast(self._cql_tau, tf.float32) / num_replicas
-    return -self._get_cql_alpha() * (tf.stop_gradient(cql_loss) - tau)
+    return cql_math.lagrange_loss(self._get_cql_alpha(), cql_loss, tau)
 
   # ---------------------------------------------------------------------------
   # Training.
@@ -1062,66 +981,8 @@ class CqlSacAgent(sac_agent.SacAgent):
                                 step=step)
 
 
-def _bounded_below(bound, *q_sets):
-  """max(Q, bound[:, None]) for each [B, N] set of Q values (None passes through)."""
-  return [None if q is None else tf.maximum(q, bound[:, None]) for q in q_sets]
-
-
-def _minimum(values):
-  """Elementwise minimum over a list of same-shape tensors (min over critics)."""
-  return functools.reduce(tf.minimum, values)
-
-
 def _check_finite(loss: tf.Tensor, name: str) -> None:
   """Raises InvalidArgumentError naming `name` if `loss` is NaN or inf."""
   tf.debugging.check_numerics(
       loss, f'CqlSacAgent: {name} is NaN or inf. Check the dataset for NaN/inf '
       'rewards or observations, lower the learning rates, or normalize inputs.')
-
-
-def _validate_action_spec(action_spec) -> None:
-  """Raises ValueError unless `action_spec` is one rank-1 float bounded spec."""
-  flat = tf.nest.flatten(action_spec)
-  if len(flat) != 1:
-    raise ValueError(
-        f'action_spec must be a single BoundedTensorSpec, got {len(flat)} '
-        f'specs: {action_spec}. Concatenate the actions into one vector.')
-  spec = flat[0]
-  if not isinstance(spec, tensor_spec.BoundedTensorSpec):
-    raise ValueError(
-        f'action_spec must be bounded, got {spec}. CQL samples actions '
-        'uniformly within the bounds: use a BoundedTensorSpec with finite '
-        'minimum and maximum.')
-  if not tf.as_dtype(spec.dtype).is_floating:
-    raise ValueError(
-        f'action_spec must have a float dtype (continuous actions), got '
-        f'{spec.dtype}. Discrete actions are not supported by CQL-SAC.')
-  if len(spec.shape) != 1:
-    raise ValueError(
-        f'action_spec must have rank 1 (shape [A]), got shape {spec.shape}. '
-        'Flatten the action.')
-  bounds = np.stack(np.broadcast_arrays(spec.minimum, spec.maximum))
-  if not np.all(np.isfinite(bounds)) or np.any(bounds[1] <= bounds[0]):
-    raise ValueError(
-        f'action_spec bounds must be finite with minimum < maximum, got '
-        f'minimum={spec.minimum}, maximum={spec.maximum}.')
-
-
-def _uniform_log_density(action_spec, per_dimension: bool) -> float:
-  """log U(a) of the uniform proposal over the action box (a constant).
-
-  Args:
-    action_spec: The rank-1 bounded action spec, shape [A].
-    per_dimension: If True, −Σ_i log(max_i − min_i) over the A dimensions
-      (correct for any bounds). If False, tf_agents' A·Σ(−log(max − min)) over
-      the bound arrays as given, equal to the former only for scalar bounds.
-
-  Returns:
-    Python float, nats.
-  """
-  minimum = np.asarray(action_spec.minimum, np.float64)
-  maximum = np.asarray(action_spec.maximum, np.float64)
-  if per_dimension:
-    widths = np.broadcast_to(maximum - minimum, action_spec.shape)
-    return float(-np.sum(np.log(widths)))
-  return float(np.sum(-np.log(maximum - minimum)) * action_spec.shape[0])
