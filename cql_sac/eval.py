@@ -25,8 +25,8 @@ from tf_agents.train import learner
 
 from cql_sac import cli
 from cql_sac import policies
-from cql_sac.tasks import d4rl_normalized_score
 from cql_sac.envs import load_env
+from cql_sac.tasks import d4rl_normalized_score
 
 NORMALIZED_SCORE_METRIC = 'd4rl_normalized_score'
 

@@ -44,8 +44,8 @@ from tf_agents.trajectories import time_step as ts
 
 import cql_sac
 from cql_sac import critic_network
-from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac import tasks
+from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.datasets import online_episodes
 from cql_sac.datasets import replay as replay_lib
 from cql_sac.datasets import steps as steps_lib

@@ -4,21 +4,28 @@ r"""Trains CQL-SAC offline on a D4RL dataset and evaluates it in the real enviro
       --env_name=hopper-medium-v2 --dataset_name=d4rl_mujoco_hopper/v2-medium \
       --gin_file=configs/mujoco_medium.gin
 
-The script reads top to bottom: `train_eval`, which
-  1. checks the output directory, the environment, the dataset (against the
-     environment's specs) and any checkpoint, before it writes anything;
-  2. pushes every transition of the dataset into a Reverb table sized to hold them all;
-  3. builds the networks and the CQL-SAC agent exactly as TF-Agents' kumar20 example;
-  4. trains with TF-Agents' Learner running the fused K-steps-per-call loop of
-     `cql_sac.learner` (TensorBoard under root_dir/train, checkpoints under
-     root_dir/train/checkpoints, SavedModel policies under root_dir/policies);
-  5. evaluates the greedy policy in the real environment at step 0, every
-     `eval_interval` steps and at the end (TensorBoard under root_dir/eval);
-  6. with `online_env_steps` > 0, fine-tunes online in the real environment
-     (`cql_sac.finetune`: online episodes under root_dir/online_episodes, TensorBoard
-     under root_dir/online).
-Rerunning the same command resumes from the last checkpoint (and the online episodes). `main` and the flags close
-the file.
+The script reads top to bottom: `train_eval` runs its stages in order, each a function below
+it in the file:
+  1. `_check_config`: the arguments and the output directory, before anything is written;
+  2. `_load_dataset`: the environment, and the dataset read into memory and checked against
+     the environment's specs (then `_check_checkpoint` reads any checkpoint in root_dir);
+  3. `_build_replay`: every transition of the dataset into a Reverb table sized to hold
+     them all (or into memory for `sample_in_loop`);
+  4. `_build_agent`, `_build_learner`: the networks and the CQL-SAC agent as TF-Agents'
+     kumar20 example (its BC warm-up is the agent's `num_bc_steps`), and TF-Agents' Learner
+     running the fused K-steps-per-call loop of `cql_sac.learner` (TensorBoard under
+     root_dir/train, checkpoints under root_dir/train/checkpoints, SavedModel policies
+     under root_dir/policies);
+  5. `_Evaluation`: the greedy policy in the real environment (TensorBoard under
+     root_dir/eval);
+  6. `_train_offline`: training, evaluating at step 0, every `eval_interval` steps and at
+     the end;
+  7. `_train_online`: with `online_env_steps` > 0, fine-tuning online in the real
+     environment (`cql_sac.finetune`: online episodes under root_dir/online_episodes,
+     TensorBoard under root_dir/online);
+  8. `_finish`: the final checkpoint and policies.
+Rerunning the same command resumes from the last checkpoint (and the online episodes).
+The checks the stages share, `main` and the flags close the file.
 
 Flags given on the command line override gin bindings of `train_eval`, which override
 its defaults. Every other hyperparameter is a gin parameter of `train_eval`, with the
@@ -26,6 +33,7 @@ names and defaults of the TF-Agents reference `cql_sac_train_eval`.
 """
 
 import difflib
+import functools
 import inspect
 import math
 import os
@@ -33,7 +41,8 @@ import re
 import sys
 import tempfile
 import time
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+from types import SimpleNamespace
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 from absl import app
 from absl import flags
@@ -41,6 +50,7 @@ from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
+from tf_agents.environments import py_environment
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.specs import tensor_spec
@@ -60,19 +70,24 @@ from cql_sac.datasets.loading import load_episodes
 from cql_sac.datasets.loading import recorded_env_name
 from cql_sac.datasets.normalization import corl_reward_scale
 from cql_sac.datasets.normalization import observation_statistics
+from cql_sac.datasets.replay import InMemoryReplay
+from cql_sac.datasets.replay import Replay
 from cql_sac.datasets.replay import build_in_memory_replay
 from cql_sac.datasets.replay import build_online_replay
 from cql_sac.datasets.replay import build_replay
 from cql_sac.datasets.returns import returns_to_go
+from cql_sac.datasets.steps import EpisodeSteps
 from cql_sac.datasets.steps import read_episode_steps
+from cql_sac.datasets.validation import DatasetStats
 from cql_sac.datasets.validation import validate_episodes
-from cql_sac.tasks import get_dataset_info
 from cql_sac.envs import load_env
 from cql_sac.learner import CqlLearner
 from cql_sac.learner import iterations_until_next_stop
+from cql_sac.networks import ObservationStatistics
 from cql_sac.networks import make_networks
 from cql_sac import policies
 from cql_sac.summaries import read_scalars
+from cql_sac.tasks import get_dataset_info
 
 # Flags passed on to `train_eval` when given on the command line.
 _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updates',
@@ -280,248 +295,468 @@ def train_eval(
       restoring, for a checkpoint written
       with different network shapes.
   """
-  # 1. Check every input before writing anything.
-  _check_numbers(locals())
-  if sample_in_loop and (replay_server_address or tpu or use_gpu and len(
-      tf.config.list_logical_devices('GPU')) > 1):
-    raise ConfigError('train_eval.sample_in_loop samples in this process on one device; drop '
-                      '--replay_server_address (and --tpu), or set '
-                      'train_eval.sample_in_loop = False for several devices.')
-  for option, value, needs in (('sample_in_loop', sample_in_loop, 'its replay seed'),
-                               ('eval_with_q_filter', eval_with_q_filter, 'its critics')):
-    if value and not issubclass(agent_class, CqlSacAgent):
-      raise ConfigError(f'train_eval.{option} needs cql_sac\'s CqlSacAgent ({needs}), not '
-                        f'{agent_class.__module__}.{agent_class.__name__}; set '
-                        f'train_eval.{option} = False for a reference run.')
-  if online_env_steps:
-    _check_online(locals())
-  if replay_server_address and issubclass(agent_class, CalQlAgent):
-    raise ConfigError('CalQlAgent needs returns-to-go in the replay, which an external Reverb '
-                      'server does not store; drop --replay_server_address.')
-  _check_root_dir(root_dir)
+  config = SimpleNamespace(**locals())
+  _check_config(config)
   logging.info('Training CQL-SAC on %s from %s into %s', env_name, dataset_name, root_dir)
   if seed is not None:  # Python's, NumPy's and TF's generators: Keras' unseeded initializers
     tf.keras.utils.set_random_seed(seed)  # draw from Python's `random`.
+  data = _load_dataset(config)
+  _check_checkpoint(os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
+  replays = _build_replay(config, data)
   try:
-    env = load_env(env_name, seed=seed)
+    training = _build_agent(config, data)
+    cql_learner, eval_tf_policy = _build_learner(config, training, replays.offline)
+    evaluation = _Evaluation(config, data.env, training.agent, eval_tf_policy,
+                             training.train_step)
+    start_step = int(training.train_step.numpy())
+    eval_results = _train_offline(config, cql_learner, training.train_step, evaluation)
+    if online_env_steps:
+      eval_results = _train_online(config, data, replays, training, cql_learner,
+                                   evaluation) or eval_results
+    step = _finish(cql_learner, training.train_step, start_step)
+    if not eval_results and evaluation.enabled:  # E.g. a finished run started again:
+      # report its last evaluation, or evaluate if it has none at this step.
+      eval_results = (_logged_evaluation(os.path.join(root_dir, 'eval'), step)
+                      or evaluation.run())
+  finally:
+    replays.close()
+  return TrainEvalResult(
+      train_steps=step,
+      eval_metrics=eval_results,
+      dataset_num_episodes=data.stats.num_episodes,
+      dataset_num_transitions=data.stats.num_transitions,
+      dataset_mean_episode_return=data.stats.mean_episode_return)
+
+
+def _check_config(config: SimpleNamespace) -> None:
+  """Stage 1: checks `train_eval`'s arguments and `root_dir` before anything is written.
+
+  Args:
+    config: `train_eval`'s arguments by name.
+
+  Raises:
+    ConfigError: For a numeric argument out of range (`_check_numbers`), `sample_in_loop`
+      with a remote replay or several devices, an option that needs cql_sac's agent with
+      another agent class, bad online settings (`_check_online`), Cal-QL with an external
+      Reverb server, or an unwritable `root_dir`.
+  """
+  arguments = vars(config)
+  _check_numbers(arguments)
+  if config.sample_in_loop and (config.replay_server_address or config.tpu or config.use_gpu
+                                and len(tf.config.list_logical_devices('GPU')) > 1):
+    raise ConfigError('train_eval.sample_in_loop samples in this process on one device; drop '
+                      '--replay_server_address (and --tpu), or set '
+                      'train_eval.sample_in_loop = False for several devices.')
+  agent_class = config.agent_class
+  for option, needs in (('sample_in_loop', 'its replay seed'),
+                        ('eval_with_q_filter', 'its critics')):
+    if arguments[option] and not issubclass(agent_class, CqlSacAgent):
+      raise ConfigError(f'train_eval.{option} needs cql_sac\'s CqlSacAgent ({needs}), not '
+                        f'{agent_class.__module__}.{agent_class.__name__}; set '
+                        f'train_eval.{option} = False for a reference run.')
+  if config.online_env_steps:
+    _check_online(arguments)
+  if config.replay_server_address and issubclass(agent_class, CalQlAgent):
+    raise ConfigError('CalQlAgent needs returns-to-go in the replay, which an external Reverb '
+                      'server does not store; drop --replay_server_address.')
+  _check_root_dir(config.root_dir)
+
+
+class _Dataset(NamedTuple):
+  """What stage 2 (`_load_dataset`) gives the later stages.
+
+  Attributes:
+    env: The evaluation environment (`load_env(env_name, seed)`).
+    episodes: The whole dataset in memory, `EpisodeSteps`.
+    stats: Its `validate_episodes` statistics (episodes, transitions, returns).
+    observation_statistics: `ObservationStatistics` for the networks, or None.
+    reward_scale_factor: `train_eval.reward_scale_factor`, times CORL's factor with
+      `normalize_rewards`.
+  """
+  env: py_environment.PyEnvironment
+  episodes: EpisodeSteps
+  stats: DatasetStats
+  observation_statistics: Optional[ObservationStatistics]
+  reward_scale_factor: float
+
+
+def _load_dataset(config: SimpleNamespace) -> _Dataset:
+  """Stage 2: builds the environment, reads the dataset into memory and checks it against
+  the environment's specs; computes the normalization statistics asked for.
+
+  Args:
+    config: `train_eval`'s arguments by name.
+
+  Returns:
+    A `_Dataset`.
+
+  Raises:
+    ConfigError: For an unknown environment or dataset, a dataset that does not fit the
+      environment, or normalization of a constant observation dimension or of equal
+      episode returns.
+  """
+  env_name, dataset_name = config.env_name, config.dataset_name
+  try:
+    env = load_env(env_name, seed=config.seed)
   except ValueError as e:
     raise ConfigError(f'Unknown --env_name={env_name}: {e}') from e
   try:  # Read once into memory; validation and Reverb both use this copy.
     episodes = read_episode_steps(
-        load_episodes(dataset_name, data_dir=data_dir, take=data_take), dataset_name)
+        load_episodes(dataset_name, data_dir=config.data_dir, take=config.data_take),
+        dataset_name)
   except ValueError as e:  # TFDS's DatasetNotFoundError is a ValueError too.
     raise ConfigError(f'Cannot load --dataset_name={dataset_name}: {e}') from e
   try:
-    dataset_stats = validate_episodes(episodes, dataset_name, env.observation_spec(),
-                                      env.action_spec(), action_clipping=action_clipping)
+    stats = validate_episodes(episodes, dataset_name, env.observation_spec(),
+                              env.action_spec(), action_clipping=config.action_clipping)
   except ValueError as e:
     raise ConfigError(f'--dataset_name={dataset_name} does not fit --env_name={env_name}: {e}'
                       ' Pass the dataset recorded in that environment.') from e
   logging.info('Dataset: %d episodes, %d transitions, mean episode return %.2f',
-               dataset_stats.num_episodes, dataset_stats.num_transitions,
-               dataset_stats.mean_episode_return)
+               stats.num_episodes, stats.num_transitions, stats.mean_episode_return)
+  reward_scale_factor = config.reward_scale_factor
   try:
-    observation_stats = observation_statistics(episodes) if normalize_observations else None
-    if normalize_rewards:
-      reward_scale_factor *= corl_reward_scale(dataset_stats.min_episode_return,
-                                               dataset_stats.max_episode_return)
+    observation_stats = (observation_statistics(episodes) if config.normalize_observations
+                         else None)
+    if config.normalize_rewards:
+      reward_scale_factor *= corl_reward_scale(stats.min_episode_return,
+                                               stats.max_episode_return)
       logging.info('Reward normalization: reward_scale_factor %.6g', reward_scale_factor)
   except ValueError as e:
     raise ConfigError(f'--dataset_name={dataset_name}: {e}') from e
-  _check_checkpoint(os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
+  return _Dataset(env, episodes, stats, observation_stats, reward_scale_factor)
 
-  # 2. Every transition of the dataset goes into Reverb (or, with sample_in_loop, stays in
-  # memory for the compiled loop); training samples uniformly. Cal-QL's items also carry
-  # their return-to-go (online fine-tuning measures Q against it at the switch).
-  episode_returns = lambda steps: returns_to_go(steps, GAMMA, reward_scale_factor,
-                                                reward_shift, cal_ql_sparse_failure_reward)
-  cal_ql = issubclass(agent_class, CalQlAgent)
-  dataset_returns = episode_returns(episodes) if cal_ql or online_env_steps else None
-  returns = dataset_returns if cal_ql else None
-  if sample_in_loop:
-    replay = build_in_memory_replay(episodes, reward_shift=reward_shift,
-                                    action_clipping=action_clipping,
-                                    pad_end_of_episodes=pad_end_of_episodes,
-                                    returns_to_go=returns)
+
+class _Replays(NamedTuple):
+  """What stage 3 (`_build_replay`) gives the later stages.
+
+  Attributes:
+    offline: The dataset's replay: a Reverb `Replay` or, with `sample_in_loop`, an
+      `InMemoryReplay`.
+    online: The online table of fine-tuning with a `mixing_ratio`, else None.
+    episode_returns: EpisodeSteps -> float32 [N] returns-to-go in TD-target units.
+    dataset_returns: The dataset's returns-to-go [N] (Cal-QL or fine-tuning), else None.
+  """
+  offline: Union[Replay, InMemoryReplay]
+  online: Optional[Replay]
+  episode_returns: Callable[[EpisodeSteps], np.ndarray]
+  dataset_returns: Optional[np.ndarray]
+
+  def close(self) -> None:
+    """Closes both replays (stops in-process Reverb servers)."""
+    self.offline.close()
+    if self.online is not None:
+      self.online.close()
+
+
+def _build_replay(config: SimpleNamespace, data: _Dataset) -> _Replays:
+  """Stage 3: every transition of the dataset goes into Reverb (or, with `sample_in_loop`,
+  stays in memory for the compiled loop); training samples uniformly. Cal-QL's items also
+  carry their return-to-go (online fine-tuning measures Q against it at the switch).
+
+  Args:
+    config: `train_eval`'s arguments by name.
+    data: Stage 2's `_Dataset`.
+
+  Returns:
+    `_Replays`; the caller closes them.
+
+  Raises:
+    ConfigError: If an external server serves observations or actions of other shapes than
+      the environment's.
+  """
+  episode_returns = functools.partial(
+      returns_to_go, gamma=GAMMA, reward_scale_factor=data.reward_scale_factor,
+      reward_shift=config.reward_shift, sparse_failure_reward=config.cal_ql_sparse_failure_reward)
+  cal_ql = issubclass(config.agent_class, CalQlAgent)
+  dataset_returns = (episode_returns(data.episodes) if cal_ql or config.online_env_steps
+                     else None)
+  items = dict(reward_shift=config.reward_shift, action_clipping=config.action_clipping,
+               pad_end_of_episodes=config.pad_end_of_episodes,
+               returns_to_go=dataset_returns if cal_ql else None)
+  if config.sample_in_loop:
+    replay = build_in_memory_replay(data.episodes, **items)
   else:
-    shared_table = online_env_steps > 0 and mixing_ratio is None
-    replay = build_replay(episodes, reward_shift=reward_shift, action_clipping=action_clipping,
-                          pad_end_of_episodes=pad_end_of_episodes,
-                          server_address=replay_server_address, port=reverb_port,
-                          returns_to_go=returns,
-                          extra_capacity=online_env_steps if shared_table else 0)
+    shared_table = config.online_env_steps > 0 and config.mixing_ratio is None
+    replay = build_replay(data.episodes, server_address=config.replay_server_address,
+                          port=config.reverb_port,
+                          extra_capacity=config.online_env_steps if shared_table else 0, **items)
   logging.info('The replay (%s) holds %d transitions',
-               'in memory' if sample_in_loop else 'Reverb', replay.num_items)
+               'in memory' if config.sample_in_loop else 'Reverb', replay.num_items)
   served = [tuple(spec.shape) for spec in (replay.data_spec.observation, replay.data_spec.action)]
-  expected = [tuple(spec.shape) for spec in (env.observation_spec(), env.action_spec())]
+  expected = [tuple(spec.shape) for spec in (data.env.observation_spec(), data.env.action_spec())]
   if served != expected:  # Only possible with an external server (replay_server_address).
     replay.close()
-    raise ConfigError(f'The Reverb server at {replay_server_address} serves observations and '
-                      f'actions of shapes {served}; --env_name={env_name} needs {expected}. '
-                      'Start it with the dataset of that environment.')
+    raise ConfigError(f'The Reverb server at {config.replay_server_address} serves observations '
+                      f'and actions of shapes {served}; --env_name={config.env_name} needs '
+                      f'{expected}. Start it with the dataset of that environment.')
   online_replay = None
-  if online_env_steps and mixing_ratio is not None:
-    online_replay = build_online_replay(replay.data_spec, online_env_steps)
+  if config.online_env_steps and config.mixing_ratio is not None:
+    online_replay = build_online_replay(replay.data_spec, config.online_env_steps)
+  return _Replays(replay, online_replay, episode_returns, dataset_returns)
+
+
+class _Training(NamedTuple):
+  """What stage 4 (`_build_agent`) gives the later stages.
+
+  Attributes:
+    agent: The initialized agent (built under `strategy`'s scope).
+    train_step: Its int64 train step counter.
+    strategy: The `tf.distribute.Strategy`.
+    cql_alpha: With `cql_alpha_online`: the α' variable the online phase sets; else None.
+  """
+  agent: CqlSacAgent
+  train_step: tf.Variable
+  strategy: tf.distribute.Strategy
+  cql_alpha: Optional[tf.Variable]
+
+
+def _build_agent(config: SimpleNamespace, data: _Dataset) -> _Training:
+  """Stage 4a: the networks and the agent, as in TF-Agents' kumar20 example
+  (`make_networks.compute_dtype` = 'bfloat16' in gin runs the critics' matmuls in bfloat16).
+  The BC warm-up (`bc_steps`) is the agent's `num_bc_steps`.
+
+  Args:
+    config: `train_eval`'s arguments by name.
+    data: Stage 2's `_Dataset`.
+
+  Returns:
+    `_Training`.
+
+  Raises:
+    ConfigError: For an argument the agent rejects.
+  """
+  strategy = strategy_utils.get_strategy(config.tpu, config.use_gpu)
+  time_step_spec = tensor_spec.from_spec(data.env.time_step_spec())
+  action_spec = tensor_spec.from_spec(data.env.action_spec())
+  variable = None
+  with strategy.scope():
+    train_step = train_utils.create_train_step()
+    if config.cql_alpha_online is not None:  # Checkpointed with the agent; finetune sets it.
+      variable = tf.Variable(float(config.cql_alpha), trainable=False, name='cql_alpha')
+    networks = make_networks(time_step_spec.observation, action_spec,
+                             actor_fc_layers=config.actor_fc_layers,
+                             critic_joint_fc_layers=config.critic_joint_fc_layers,
+                             observation_statistics=data.observation_statistics)
+    agent = _make_agent(
+        config.agent_class,
+        time_step_spec, action_spec,
+        actor_network=networks.actor,
+        critic_network=networks.critic_1,
+        actor_optimizer=tf.keras.optimizers.Adam(learning_rate=config.actor_learning_rate),
+        critic_optimizer=tf.keras.optimizers.Adam(learning_rate=config.critic_learning_rate),
+        alpha_optimizer=tf.keras.optimizers.Adam(learning_rate=config.alpha_learning_rate),
+        cql_alpha=config.cql_alpha if variable is None else variable,
+        num_cql_samples=config.num_cql_samples,
+        include_critic_entropy_term=config.include_critic_entropy_term,
+        target_entropy=(config.target_entropy_per_action_dim
+                        * action_spec.shape.num_elements()),
+        use_lagrange_cql_alpha=config.use_lagrange_cql_alpha,
+        cql_alpha_learning_rate=config.cql_alpha_learning_rate,
+        target_update_tau=5e-3,
+        target_update_period=1,
+        random_seed=config.seed,
+        cql_tau=config.cql_tau,
+        reward_noise_variance=config.reward_noise_variance,
+        num_bc_steps=config.bc_steps,
+        td_errors_loss_fn=tf.math.squared_difference,
+        gamma=GAMMA,
+        reward_scale_factor=data.reward_scale_factor,
+        gradient_clipping=None,
+        log_cql_alpha_clipping=config.log_cql_alpha_clipping,
+        softmax_temperature=config.softmax_temperature,
+        debug_summaries=config.debug_summaries,
+        summarize_grads_and_vars=config.summarize_grads_and_vars,
+        train_step_counter=train_step,
+        critic_network_2=networks.critic_2,
+        target_critic_network=networks.target_critic_1,
+        target_critic_network_2=networks.target_critic_2)
+  return _Training(agent, train_step, strategy, variable)
+
+
+def _build_learner(config: SimpleNamespace, training: _Training, replay):
+  """Stage 4b: the learner, which restores the last checkpoint (agent, optimizers, α, α',
+  train step) and saves one every `checkpoint_interval` steps, and the policy exports.
+
+  With `CqlSacAgent.actor_ema_tau` the averaged actor is the one evaluated and exported
+  (policies/ema_greedy_policy); with `eval_with_q_filter` the Q-filtered policy is
+  (policies/q_filtered_policy).
+
+  Args:
+    config: `train_eval`'s arguments by name.
+    training: Stage 4a's `_Training`.
+    replay: Stage 3's offline replay.
+
+  Returns:
+    (`CqlLearner`, the TF policy to evaluate).
+
+  Raises:
+    ConfigError: If the checkpoint under `root_dir` was written with other shapes.
+  """
+  agent, train_step, interval = training.agent, training.train_step, config.policy_save_interval
+  policies_dir = os.path.join(config.root_dir, learner.POLICY_SAVED_MODEL_DIR)
+  policy_triggers = [triggers.PolicySavedModelTrigger(policies_dir, agent, train_step,
+                                                      interval=interval)]
+  ema_policy = getattr(agent, 'ema_policy', None)
+  acting_policy = ema_policy or agent.policy
+  eval_tf_policy = greedy_policy.GreedyPolicy(acting_policy)
+  if ema_policy is not None:
+    policy_triggers.append(policies.PolicyExportTrigger(
+        policies_dir, eval_tf_policy, train_step, interval, policies.EMA_POLICY_DIR,
+        policies.EMA_CHECKPOINT_DIR))
+  if config.eval_with_q_filter:
+    eval_tf_policy = policies.QFilteredPolicy(acting_policy, agent.critics,
+                                              config.num_eval_samples)
+    policy_triggers.append(policies.PolicyExportTrigger(
+        policies_dir, eval_tf_policy, train_step, interval, policies.Q_FILTERED_POLICY_DIR,
+        policies.Q_FILTERED_CHECKPOINT_DIR))
   try:
-    # 3. Networks and agent, as in TF-Agents' kumar20 example (`make_networks.compute_dtype`
-    # = 'bfloat16' in gin runs the critics' matmuls in bfloat16).
-    strategy = strategy_utils.get_strategy(tpu, use_gpu)
-    time_step_spec = tensor_spec.from_spec(env.time_step_spec())
-    observation_spec = time_step_spec.observation
-    action_spec = tensor_spec.from_spec(env.action_spec())
-    with strategy.scope():
-      train_step = train_utils.create_train_step()
-      if cql_alpha_online is not None:  # Checkpointed with the agent; finetune sets it.
-        cql_alpha = tf.Variable(float(cql_alpha), trainable=False, name='cql_alpha')
-      networks = make_networks(observation_spec, action_spec, actor_fc_layers=actor_fc_layers,
-                               critic_joint_fc_layers=critic_joint_fc_layers,
-                               observation_statistics=observation_stats)
-      agent = _make_agent(
-          agent_class,
-          time_step_spec, action_spec,
-          actor_network=networks.actor,
-          critic_network=networks.critic_1,
-          actor_optimizer=tf.keras.optimizers.Adam(learning_rate=actor_learning_rate),
-          critic_optimizer=tf.keras.optimizers.Adam(learning_rate=critic_learning_rate),
-          alpha_optimizer=tf.keras.optimizers.Adam(learning_rate=alpha_learning_rate),
-          cql_alpha=cql_alpha,
-          num_cql_samples=num_cql_samples,
-          include_critic_entropy_term=include_critic_entropy_term,
-          target_entropy=target_entropy_per_action_dim * action_spec.shape.num_elements(),
-          use_lagrange_cql_alpha=use_lagrange_cql_alpha,
-          cql_alpha_learning_rate=cql_alpha_learning_rate,
-          target_update_tau=5e-3,
-          target_update_period=1,
-          random_seed=seed,
-          cql_tau=cql_tau,
-          reward_noise_variance=reward_noise_variance,
-          num_bc_steps=bc_steps,
-          td_errors_loss_fn=tf.math.squared_difference,
-          gamma=GAMMA,
-          reward_scale_factor=reward_scale_factor,
-          gradient_clipping=None,
-          log_cql_alpha_clipping=log_cql_alpha_clipping,
-          softmax_temperature=softmax_temperature,
-          debug_summaries=debug_summaries,
-          summarize_grads_and_vars=summarize_grads_and_vars,
-          train_step_counter=train_step,
-          critic_network_2=networks.critic_2,
-          target_critic_network=networks.target_critic_1,
-          target_critic_network_2=networks.target_critic_2)
+    cql_learner = CqlLearner(
+        config.root_dir, train_step, agent,
+        experience_dataset_fn=(None if config.sample_in_loop else
+                               lambda: replay.as_dataset(config.batch_size, config.data_prefetch)),
+        replay=replay if config.sample_in_loop else None, batch_size=config.batch_size,
+        steps_per_call=config.learner_iterations_per_call,
+        triggers=policy_triggers,
+        checkpoint_interval=config.checkpoint_interval,
+        max_checkpoints_to_keep=config.max_checkpoints_to_keep,
+        summary_interval=config.summary_interval,
+        strategy=training.strategy)
+  except ValueError as e:
+    if 'when attempting to restore' not in str(e):  # TF's message for a shape mismatch.
+      raise
+    raise ConfigError(
+        f'The checkpoint under {config.root_dir} does not fit this configuration ({e}). It was '
+        'written with other network sizes or agent settings; pass another --root_dir.'
+    ) from e
+  return cql_learner, eval_tf_policy
 
-    # 4. The Learner restores the last checkpoint (agent, optimizers, α, α', train step)
-    # and saves one every `checkpoint_interval` steps; the trigger exports policies.
-    policies_dir = os.path.join(root_dir, learner.POLICY_SAVED_MODEL_DIR)
-    policy_triggers = [triggers.PolicySavedModelTrigger(policies_dir, agent, train_step,
-                                                        interval=policy_save_interval)]
-    # With `CqlSacAgent.actor_ema_tau` the averaged actor is the one evaluated and exported
-    # (policies/ema_greedy_policy); the trained actor is then also evaluated, into eval_raw_actor/.
-    ema_policy = getattr(agent, 'ema_policy', None)
-    acting_policy = ema_policy or agent.policy
-    eval_tf_policy = greedy_policy.GreedyPolicy(acting_policy)
-    if ema_policy is not None:
-      policy_triggers.append(policies.PolicyExportTrigger(
-          policies_dir, eval_tf_policy, train_step, policy_save_interval,
-          policies.EMA_POLICY_DIR, policies.EMA_CHECKPOINT_DIR))
-    if eval_with_q_filter:
-      eval_tf_policy = policies.QFilteredPolicy(acting_policy, agent.critics, num_eval_samples)
-      policy_triggers.append(policies.PolicyExportTrigger(
-          policies_dir, eval_tf_policy, train_step, policy_save_interval,
-          policies.Q_FILTERED_POLICY_DIR, policies.Q_FILTERED_CHECKPOINT_DIR))
-    try:
-      cql_learner = CqlLearner(
-          root_dir, train_step, agent,
-          experience_dataset_fn=(None if sample_in_loop
-                                 else lambda: replay.as_dataset(batch_size, data_prefetch)),
-          replay=replay if sample_in_loop else None, batch_size=batch_size,
-          steps_per_call=learner_iterations_per_call,
-          triggers=policy_triggers,
-          checkpoint_interval=checkpoint_interval,
-          max_checkpoints_to_keep=max_checkpoints_to_keep,
-          summary_interval=summary_interval,
-          strategy=strategy)
-    except ValueError as e:
-      if 'when attempting to restore' not in str(e):  # TF's message for a shape mismatch.
-        raise
-      raise ConfigError(
-          f'The checkpoint under {root_dir} does not fit this configuration ({e}). It was '
-          'written with other network sizes or agent settings; pass another --root_dir.'
-      ) from e
 
-    # 5. Evaluation of the greedy (mode) or Q-filtered policy in the real environment.
-    eval_actor = raw_actor_eval = None
-    if eval_episodes > 0:
-      eval_policy = py_tf_eager_policy.PyTFEagerPolicy(eval_tf_policy, use_tf_function=True)
-      eval_actor = cql_eval.make_eval_actor(
-          env, eval_policy, env_name, eval_episodes, train_step,
-          summary_dir=os.path.join(root_dir, 'eval'))
-      if ema_policy is not None:
-        raw_actor_eval = cql_eval.make_eval_actor(  # Its own env: the same initial states.
-            load_env(env_name, seed=seed), py_tf_eager_policy.PyTFEagerPolicy(
-                greedy_policy.GreedyPolicy(agent.policy), use_tf_function=True),
-            env_name, eval_episodes, train_step,
-            summary_dir=os.path.join(root_dir, RAW_ACTOR_EVAL_DIR))
+class _Evaluation:
+  """Stage 5: the greedy (mode) or Q-filtered policy in the real environment.
 
-    def run_evaluation() -> Dict[str, float]:
-      """Runs `eval_episodes` episodes, writes eval/ summaries; returns the metrics."""
-      if eval_actor is None:
-        return {}
-      eval_actor.run_and_log()
-      if raw_actor_eval is not None:
-        raw_actor_eval.run_and_log()
-      return cql_eval.metric_results(eval_actor)
+  `run()` plays `eval_episodes` episodes and writes eval/ (and, with an averaged actor, the
+  trained actor's eval_raw_actor/ on its own identically seeded environment); it returns
+  the metrics, {} when evaluation is off (`eval_episodes` = 0).
+  """
 
-    # 6. Training loop.
-    step = start_step = int(train_step.numpy())
-    if start_step:
-      logging.info('Resuming from the checkpoint at step %d', start_step)
-    eval_results = run_evaluation() if step == 0 and eval_interval > 0 else {}
-    progress = _Progress(start_step, num_gradient_updates, cql_learner.train_summary_writer)
-    while step < num_gradient_updates:
-      iterations = iterations_until_next_stop(
-          step, num_gradient_updates, learner_iterations_per_call, eval_interval)
-      started = time.time()
-      loss_info = cql_learner.run(iterations=iterations)
-      step = int(train_step.numpy())
-      progress.update(step, time.time() - started, loss_info)
-      if step == num_gradient_updates or (eval_interval > 0 and step % eval_interval == 0):
-        eval_results = run_evaluation()
+  def __init__(self, config: SimpleNamespace, env, agent, eval_tf_policy, train_step):
+    """Builds the evaluation actors.
 
-    # 7. Online fine-tuning: collect in the real environment, train on mixed batches.
-    if online_env_steps:
-      config = finetune.FinetuneConfig(online_env_steps, updates_per_env_step, mixing_ratio,
-                                       cql_alpha_online, calibration_online,
-                                       online_eval_interval)
-      data = finetune.OnlineData(replay, online_replay, reward_shift, action_clipping,
-                                 returns_to_go=episode_returns if cal_ql else None)
-      eval_results = finetune.finetune(
-          config, root_dir=root_dir, env_name=env_name, seed=seed, agent=agent,
-          cql_learner=cql_learner, data=data, batch_size=batch_size,
-          data_prefetch=data_prefetch, num_offline_steps=num_gradient_updates,
-          steps_per_call=learner_iterations_per_call, eval_interval=eval_interval,
-          run_evaluation=run_evaluation,
-          cql_alpha=cql_alpha if cql_alpha_online is not None else None,
-          dataset_returns=(_transition_starts(episodes, dataset_returns, seed)
-                           if issubclass(agent_class, CqlSacAgent) else None)) or eval_results
-      step = int(train_step.numpy())
-    if step > start_step:  # Final checkpoint and policy, unless just written.
-      for trigger in cql_learner.triggers:
-        trigger(step, force_trigger=True)
-    if not eval_results and eval_actor is not None:  # E.g. a finished run started again:
-      # report its last evaluation, or evaluate if it has none at this step.
-      eval_results = (_logged_evaluation(os.path.join(root_dir, 'eval'), step)
-                      or run_evaluation())
-  finally:
-    replay.close()
-    if online_replay is not None:
-      online_replay.close()
+    Args:
+      config: `train_eval`'s arguments by name.
+      env: The evaluation environment.
+      agent: The agent (its `policy` is the trained actor's).
+      eval_tf_policy: The TF policy evaluated into eval/.
+      train_step: The train step counter the summaries are written at.
+    """
+    self._actor = self._raw_actor = None
+    if config.eval_episodes <= 0:
+      return
+    root_dir, env_name, episodes = config.root_dir, config.env_name, config.eval_episodes
+    self._actor = cql_eval.make_eval_actor(
+        env, py_tf_eager_policy.PyTFEagerPolicy(eval_tf_policy, use_tf_function=True),
+        env_name, episodes, train_step, summary_dir=os.path.join(root_dir, 'eval'))
+    if getattr(agent, 'ema_policy', None) is not None:
+      self._raw_actor = cql_eval.make_eval_actor(  # Its own env: the same initial states.
+          load_env(env_name, seed=config.seed), py_tf_eager_policy.PyTFEagerPolicy(
+              greedy_policy.GreedyPolicy(agent.policy), use_tf_function=True),
+          env_name, episodes, train_step,
+          summary_dir=os.path.join(root_dir, RAW_ACTOR_EVAL_DIR))
 
-  return TrainEvalResult(
-      train_steps=step,
-      eval_metrics=eval_results,
-      dataset_num_episodes=dataset_stats.num_episodes,
-      dataset_num_transitions=dataset_stats.num_transitions,
-      dataset_mean_episode_return=dataset_stats.mean_episode_return)
+  @property
+  def enabled(self) -> bool:
+    """Whether evaluation is on (`eval_episodes` > 0)."""
+    return self._actor is not None
+
+  def run(self) -> Dict[str, float]:
+    """Runs `eval_episodes` episodes, writes eval/ summaries; returns the metrics."""
+    if self._actor is None:
+      return {}
+    self._actor.run_and_log()
+    if self._raw_actor is not None:
+      self._raw_actor.run_and_log()
+    return cql_eval.metric_results(self._actor)
+
+
+def _train_offline(config: SimpleNamespace, cql_learner: CqlLearner,
+                   train_step: tf.Variable, evaluation: _Evaluation) -> Dict[str, float]:
+  """Stage 6: trains to `num_gradient_updates`, evaluating at step 0, at every multiple of
+  `eval_interval` and at the end.
+
+  Args:
+    config: `train_eval`'s arguments by name.
+    cql_learner: The learner (restored from any checkpoint).
+    train_step: The train step counter.
+    evaluation: Stage 5's `_Evaluation`.
+
+  Returns:
+    The last evaluation's metrics, {} if none ran in this call.
+  """
+  final_step, eval_interval = config.num_gradient_updates, config.eval_interval
+  step = int(train_step.numpy())
+  if step:
+    logging.info('Resuming from the checkpoint at step %d', step)
+  eval_results = evaluation.run() if step == 0 and eval_interval > 0 else {}
+  progress = _Progress(step, final_step, cql_learner.train_summary_writer)
+  while step < final_step:
+    iterations = iterations_until_next_stop(
+        step, final_step, config.learner_iterations_per_call, eval_interval)
+    started = time.time()
+    loss_info = cql_learner.run(iterations=iterations)
+    step = int(train_step.numpy())
+    progress.update(step, time.time() - started, loss_info)
+    if step == final_step or (eval_interval > 0 and step % eval_interval == 0):
+      eval_results = evaluation.run()
+  return eval_results
+
+
+def _train_online(config: SimpleNamespace, data: _Dataset, replays: _Replays,
+                  training: _Training, cql_learner: CqlLearner,
+                  evaluation: _Evaluation) -> Dict[str, float]:
+  """Stage 7 (with `online_env_steps` > 0): online fine-tuning, collecting in the real
+  environment and training on mixed batches (`cql_sac.finetune`).
+
+  Args:
+    config: `train_eval`'s arguments by name.
+    data: Stage 2's `_Dataset`.
+    replays: Stage 3's `_Replays`.
+    training: Stage 4a's `_Training`.
+    cql_learner: The learner.
+    evaluation: Stage 5's `_Evaluation`.
+
+  Returns:
+    The last online evaluation's metrics, {} if none ran.
+  """
+  finetune_config = finetune.FinetuneConfig(
+      config.online_env_steps, config.updates_per_env_step, config.mixing_ratio,
+      config.cql_alpha_online, config.calibration_online, config.online_eval_interval)
+  cal_ql = issubclass(config.agent_class, CalQlAgent)
+  online_data = finetune.OnlineData(
+      replays.offline, replays.online, config.reward_shift, config.action_clipping,
+      returns_to_go=replays.episode_returns if cal_ql else None)
+  return finetune.finetune(
+      finetune_config, root_dir=config.root_dir, env_name=config.env_name, seed=config.seed,
+      agent=training.agent, cql_learner=cql_learner, data=online_data,
+      batch_size=config.batch_size, data_prefetch=config.data_prefetch,
+      num_offline_steps=config.num_gradient_updates,
+      steps_per_call=config.learner_iterations_per_call, eval_interval=config.eval_interval,
+      run_evaluation=evaluation.run, cql_alpha=training.cql_alpha,
+      dataset_returns=(_transition_starts(data.episodes, replays.dataset_returns, config.seed)
+                       if issubclass(config.agent_class, CqlSacAgent) else None))
+
+
+def _finish(cql_learner: CqlLearner, train_step: tf.Variable, start_step: int) -> int:
+  """Stage 8: the final checkpoint and policies, unless this call trained no step.
+
+  Returns:
+    The train step reached.
+  """
+  step = int(train_step.numpy())
+  if step > start_step:
+    for trigger in cql_learner.triggers:
+      trigger(step, force_trigger=True)
+  return step
 
 
 # train_eval's numeric arguments and what each allows (`_check_numbers`).

@@ -308,34 +308,19 @@ class CqlSacAgent(sac_agent.SacAgent):
         actor_ema_tau)
 
     super().__init__(
-        time_step_spec=time_step_spec,
-        action_spec=action_spec,
-        critic_network=critic_network,
-        actor_network=actor_network,
-        actor_optimizer=actor_optimizer,
-        critic_optimizer=critic_optimizer,
-        alpha_optimizer=alpha_optimizer,
-        actor_loss_weight=actor_loss_weight,
-        critic_loss_weight=critic_loss_weight,
-        alpha_loss_weight=alpha_loss_weight,
-        actor_policy_ctor=actor_policy_ctor,
-        critic_network_2=critic_network_2,
+        time_step_spec, action_spec, critic_network, actor_network, actor_optimizer,
+        critic_optimizer, alpha_optimizer, actor_loss_weight=actor_loss_weight,
+        critic_loss_weight=critic_loss_weight, alpha_loss_weight=alpha_loss_weight,
+        actor_policy_ctor=actor_policy_ctor, critic_network_2=critic_network_2,
         target_critic_network=target_critic_network,
-        target_critic_network_2=target_critic_network_2,
-        target_update_tau=target_update_tau,
-        target_update_period=target_update_period,
-        td_errors_loss_fn=td_errors_loss_fn,
-        gamma=gamma,
-        reward_scale_factor=reward_scale_factor,
+        target_critic_network_2=target_critic_network_2, target_update_tau=target_update_tau,
+        target_update_period=target_update_period, td_errors_loss_fn=td_errors_loss_fn,
+        gamma=gamma, reward_scale_factor=reward_scale_factor,
         initial_log_alpha=initial_log_alpha,
         use_log_alpha_in_alpha_loss=use_log_alpha_in_alpha_loss,
-        target_entropy=target_entropy,
-        gradient_clipping=gradient_clipping,
-        debug_summaries=debug_summaries,
-        summarize_grads_and_vars=summarize_grads_and_vars,
-        train_step_counter=train_step_counter,
-        name=name,
-    )
+        target_entropy=target_entropy, gradient_clipping=gradient_clipping,
+        debug_summaries=debug_summaries, summarize_grads_and_vars=summarize_grads_and_vars,
+        train_step_counter=train_step_counter, name=name)
     self._use_lagrange_cql_alpha = use_lagrange_cql_alpha
     if use_lagrange_cql_alpha:
       self._log_cql_alpha = tf.Variable(
@@ -370,11 +355,10 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._uniform_log_density = cql_math.uniform_log_density(
         action_spec.minimum, action_spec.maximum, action_spec.shape,
         per_dimension_uniform_log_density)
-    if random_seed is None:
+    if random_seed is None:  # Drawn from TF's global generator (tf.random.set_seed).
       random_seed = tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int64)
-    self._random_seed = tf.Variable(
-        tf.cast(random_seed, tf.int64), trainable=False, dtype=tf.int64,
-        name='random_seed')
+    self._random_seed = tf.Variable(tf.cast(random_seed, tf.int64), trainable=False,
+                                    dtype=tf.int64, name='random_seed')
 
   # ---------------------------------------------------------------------------
   # The critic ensemble.

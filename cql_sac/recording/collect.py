@@ -14,8 +14,8 @@ from tf_agents.policies import random_py_policy
 import cql_sac
 from cql_sac import envs
 from cql_sac import tasks
-from cql_sac.recording import numpy_actor
 from cql_sac.datasets import writing
+from cql_sac.recording import numpy_actor
 
 RANDOM_POLICY = 'random'
 # The quickstart's dataset (`cql_sac_make_dataset --quickstart`): the shipped Hopper behaviour

@@ -49,12 +49,12 @@ import cql_sac
 from cql_sac import cli
 from cql_sac import envs
 from cql_sac import eval as cql_eval
-from cql_sac.recording import collect
 from cql_sac import tasks
-from cql_sac.recording import numpy_actor
 from cql_sac.datasets import replay as replay_lib
 from cql_sac.datasets import writing
 from cql_sac.networks import make_networks
+from cql_sac.recording import collect
+from cql_sac.recording import numpy_actor
 
 ENVS = ('hopper', 'halfcheetah', 'walker2d')
 # Environment steps collected, then as many gradient steps, per round (1:1 as in D4RL's SAC;
@@ -178,11 +178,50 @@ def make_behavior_datasets(
   collect_env = envs.load_env(names['medium'], seed=seed, max_episode_steps=max_episode_steps)
   eval_env = envs.load_env(names['medium'], seed=seed + 1, max_episode_steps=max_episode_steps)
 
-  time_step_spec = tensor_spec.from_spec(collect_env.time_step_spec())
-  action_spec = tensor_spec.from_spec(collect_env.action_spec())
+  agent, actor_network = _make_sac_agent(collect_env, hidden_layers)
+  log = _TrajectoryLog()
+  best = _train_sac(agent, actor_network, collect_env, eval_env, log, names['medium'],
+                    output_dir, max_env_steps=max_env_steps, target_return=target_return,
+                    initial_collect_steps=initial_collect_steps, eval_interval=eval_interval,
+                    eval_episodes=eval_episodes, batch_size=batch_size, seed=seed)
+  actor_network.set_weights(best.actor_weights)
+  policy_dir = os.path.join(output_dir, 'policies', 'medium')
+  policy_saver.PolicySaver(agent.collect_policy, batch_size=None).save(policy_dir)
+  numpy_actor.export_actor_weights(policy_dir, policy_dir + '_actor.npz')
+  made_by = {'created_by': 'cql_sac_make_behavior', 'behavior_algorithm': 'tf_agents SacAgent',
+             'behavior_hidden_layers': list(hidden_layers), 'behavior_seed': seed,
+             'behavior_policy_return': float(best.mean_return),
+             'behavior_policy_env_steps': best.env_steps,
+             'behavior_policy_train_steps': best.train_steps,
+             'behavior_target_return': float(target_return)}
+  dirs = {kind: os.path.join(output_dir, name) for kind, name in names.items()}
+  _write_replay(log.trajectories[:best.num_logged], dirs['medium-replay'],
+                names['medium-replay'], {
+                    **made_by, 'cql_sac_version': cql_sac.__version__,
+                    'source': 'sac_replay_buffer', 'env_name': names['medium-replay'],
+                    'initial_random_steps': initial_collect_steps})
+  collect.write_dataset(names['medium'], policy_dir, medium_steps, dirs['medium'],
+                        seed=seed + 2, max_episode_steps=max_episode_steps,
+                        extra_metadata=made_by)
+  collect.write_dataset(names['random'], collect.RANDOM_POLICY, random_steps, dirs['random'],
+                        seed=seed + 3, max_episode_steps=max_episode_steps)
+  return BehaviorResult(float(best.mean_return), best.env_steps, best.train_steps, dirs)
+
+
+def _make_sac_agent(env, hidden_layers: Sequence[int]):
+  """TF-Agents' `SacAgent` with this package's networks (kumar20's SAC settings), initialized.
+
+  Args:
+    env: The collect environment (its specs).
+    hidden_layers: Hidden widths of the actor and of each critic.
+
+  Returns:
+    (the agent, its actor network).
+  """
+  time_step_spec = tensor_spec.from_spec(env.time_step_spec())
+  action_spec = tensor_spec.from_spec(env.action_spec())
   networks = make_networks(time_step_spec.observation, action_spec,
                            actor_fc_layers=hidden_layers, critic_joint_fc_layers=hidden_layers)
-  train_step = train_utils.create_train_step()
   agent = sac_agent.SacAgent(
       time_step_spec, action_spec,
       actor_network=networks.actor, critic_network=networks.critic_1,
@@ -193,9 +232,55 @@ def make_behavior_datasets(
       alpha_optimizer=tf.keras.optimizers.Adam(3e-4),
       target_update_tau=5e-3, target_update_period=1,
       td_errors_loss_fn=tf.math.squared_difference, gamma=0.99,
-      train_step_counter=train_step)
+      train_step_counter=train_utils.create_train_step())
   agent.initialize()
+  return agent, networks.actor
 
+
+class _BestPolicy(NamedTuple):
+  """The best evaluation of online SAC so far (`_train_sac`).
+
+  Attributes:
+    mean_return: Its mean stochastic-policy return (environment reward units).
+    env_steps: Environment steps collected when it was evaluated.
+    num_logged: Trajectories logged by then (the medium-replay data ends there).
+    train_steps: SAC train steps by then.
+    actor_weights: The actor's weights (`get_weights`) at that evaluation.
+  """
+  mean_return: float
+  env_steps: int
+  num_logged: int
+  train_steps: int
+  actor_weights: list
+
+
+def _train_sac(agent, actor_network, collect_env, eval_env, log: _TrajectoryLog,
+               env_name: str, output_dir: str, *, max_env_steps: int, target_return: float,
+               initial_collect_steps: int, eval_interval: int, eval_episodes: int,
+               batch_size: int, seed: int) -> _BestPolicy:
+  """Online SAC: uniform-random steps, then collect and train until `target_return` or
+  `max_env_steps`; every collected trajectory goes to `log` and to a Reverb table.
+
+  Args:
+    agent: The initialized `SacAgent`.
+    actor_network: Its actor network (whose weights the best evaluation keeps).
+    collect_env: The environment SAC collects in (one episode stream).
+    eval_env: The environment its stochastic policy is evaluated in.
+    log: Receives every collected trajectory.
+    env_name: The D4RL name of the task (for the normalized score).
+    output_dir: SAC's summaries go under output_dir/sac.
+    max_env_steps: Most environment steps, random ones included.
+    target_return: Stop once an evaluation reaches this mean return.
+    initial_collect_steps: Uniform-random steps first.
+    eval_interval: Environment steps between evaluations.
+    eval_episodes: Episodes per evaluation.
+    batch_size: SAC batch size.
+    seed: Seeds the random policy.
+
+  Returns:
+    `_BestPolicy` of the best evaluation.
+  """
+  train_step = agent.train_step_counter
   table = reverb.Table(replay_lib.TABLE_NAME, max_size=max_env_steps,
                        sampler=reverb.selectors.Uniform(), remover=reverb.selectors.Fifo(),
                        rate_limiter=reverb.rate_limiters.MinSize(1),
@@ -205,7 +290,6 @@ def make_behavior_datasets(
   # The project's TrajectoryDataset reader: ~3.5x the batches/s of ReverbReplayBuffer's.
   replay = replay_lib.Replay(agent.collect_data_spec, num_items=None, server=server,
                              packed=False)
-  log = _TrajectoryLog()
   replay_observer = reverb_utils.ReverbAddTrajectoryObserver(
       server.localhost_client(), replay_lib.TABLE_NAME,
       sequence_length=replay_lib.SEQUENCE_LENGTH, stride_length=1)
@@ -225,9 +309,9 @@ def make_behavior_datasets(
         os.path.join(output_dir, 'sac'), train_step, agent,
         experience_dataset_fn=lambda: replay.as_dataset(batch_size),
         summary_interval=1000)
-    eval_actor = cql_eval.make_eval_actor(eval_env, collect_policy, names['medium'],
+    eval_actor = cql_eval.make_eval_actor(eval_env, collect_policy, env_name,
                                           eval_episodes, train_step)
-    best = None  # (return, env steps, logged trajectories, train steps, actor weights)
+    best = None
     env_steps = log.num_env_steps
     while env_steps < max_env_steps:
       next_eval = env_steps + min(eval_interval, max_env_steps - env_steps)
@@ -239,38 +323,15 @@ def make_behavior_datasets(
       mean_return = cql_eval.metric_results(eval_actor)['AverageReturn']
       logging.info('env step %d, train step %d: mean return %.1f (target %.1f)', env_steps,
                    int(train_step.numpy()), mean_return, target_return)
-      if best is None or mean_return > best[0]:
-        best = (mean_return, env_steps, len(log.trajectories), int(train_step.numpy()),
-                networks.actor.get_weights())
+      if best is None or mean_return > best.mean_return:
+        best = _BestPolicy(mean_return, env_steps, len(log.trajectories),
+                           int(train_step.numpy()), actor_network.get_weights())
       if mean_return >= target_return:
         break
   finally:
     replay_observer.close()
     server.stop()
-
-  policy_return, policy_env_steps, num_logged, policy_train_steps, weights = best
-  networks.actor.set_weights(weights)
-  policy_dir = os.path.join(output_dir, 'policies', 'medium')
-  policy_saver.PolicySaver(agent.collect_policy, batch_size=None).save(policy_dir)
-  numpy_actor.export_actor_weights(policy_dir, policy_dir + '_actor.npz')
-  made_by = {'created_by': 'cql_sac_make_behavior', 'behavior_algorithm': 'tf_agents SacAgent',
-             'behavior_hidden_layers': list(hidden_layers), 'behavior_seed': seed,
-             'behavior_policy_return': float(policy_return),
-             'behavior_policy_env_steps': policy_env_steps,
-             'behavior_policy_train_steps': policy_train_steps,
-             'behavior_target_return': float(target_return)}
-  dirs = {kind: os.path.join(output_dir, name) for kind, name in names.items()}
-  _write_replay(log.trajectories[:num_logged], dirs['medium-replay'],
-                names['medium-replay'], {
-                    **made_by, 'cql_sac_version': cql_sac.__version__,
-                    'source': 'sac_replay_buffer', 'env_name': names['medium-replay'],
-                    'initial_random_steps': initial_collect_steps})
-  collect.write_dataset(names['medium'], policy_dir, medium_steps, dirs['medium'],
-                        seed=seed + 2, max_episode_steps=max_episode_steps,
-                        extra_metadata=made_by)
-  collect.write_dataset(names['random'], collect.RANDOM_POLICY, random_steps, dirs['random'],
-                        seed=seed + 3, max_episode_steps=max_episode_steps)
-  return BehaviorResult(float(policy_return), policy_env_steps, policy_train_steps, dirs)
+  return best
 
 
 def _define_flags() -> None:

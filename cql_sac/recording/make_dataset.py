@@ -13,8 +13,8 @@ Train on the result with `--dataset_name=<output_dir>`.
 from absl import app
 from absl import flags
 
-from cql_sac.recording import collect
 from cql_sac.datasets import hdf5
+from cql_sac.recording import collect
 
 _ENV_NAME = flags.DEFINE_string('env_name', None, 'D4RL name, e.g. hopper-medium-v2 '
                                 '(required unless --quickstart).')
