@@ -17,7 +17,8 @@ The layers, from the bottom (a module may import any module listed before its ow
 11. `cql_sac.recording`: recording datasets with behaviour policies (`cql_sac_make_dataset`,
     `cql_sac_make_behavior`).
 12. `cql_sac.finetune`: the online phase of fine-tuning.
-13. `cql_sac.train_eval`: the training binary, which wires all of the above.
+13. `cql_sac.config_checks`: the training binary's checks of its arguments.
+14. `cql_sac.train_eval`: the training binary, which wires all of the above.
 
 Inside one layer (e.g. the modules of `cql_sac.datasets`) imports are free, but no module
 may reach itself again through its imports (no cycle). Every import counts, also those
@@ -43,6 +44,7 @@ LAYERS = (
     ('cql_sac.eval',),
     ('cql_sac.recording',),
     ('cql_sac.finetune',),
+    ('cql_sac.config_checks',),
     ('cql_sac.train_eval',),
 )
 
@@ -160,5 +162,5 @@ def test_the_checks_see_an_upward_import_and_a_cycle(tmp_path):
   assert graph['cql_sac.tasks'] == ['cql_sac.train_eval']
   assert graph['cql_sac.train_eval'] == ['cql_sac.tasks']
   assert _upward_imports(graph) == ['cql_sac.tasks (layer 2) imports cql_sac.train_eval '
-                                    '(layer 13)']
+                                    '(layer 14)']
   assert _cycles(graph) == ['cql_sac.tasks -> cql_sac.train_eval -> cql_sac.tasks']

@@ -1,0 +1,192 @@
+"""The checks `cql_sac.train_eval` runs on its arguments before it writes anything.
+
+`check_config` (its stage 1) checks the numbers' ranges, the combinations of options, the
+online fine-tuning settings and the output directory; `check_checkpoint` reads any
+checkpoint already in the output directory. Each raises `ConfigError` with a message that
+says what to change.
+"""
+
+import math
+import os
+import tempfile
+from types import SimpleNamespace
+from typing import Dict
+
+import tensorflow as tf
+
+from cql_sac.agents.cal_ql_agent import CalQlAgent
+from cql_sac.agents.cql_sac_agent import CqlSacAgent
+from cql_sac.datasets.loading import recorded_env_name
+from cql_sac.tasks import get_dataset_info
+
+
+class ConfigError(ValueError):
+  """Bad input found before training; the message says what to change."""
+
+
+def check_config(config: SimpleNamespace) -> None:
+  """Stage 1 of `train_eval`: checks its arguments and `root_dir` before it writes anything.
+
+  Args:
+    config: `train_eval`'s arguments by name.
+
+  Raises:
+    ConfigError: For a numeric argument out of range (`_check_numbers`), `sample_in_loop`
+      with a remote replay or several devices, an option that needs cql_sac's agent with
+      another agent class, bad online settings (`_check_online`), Cal-QL with an external
+      Reverb server, or an unwritable `root_dir`.
+  """
+  arguments = vars(config)
+  _check_numbers(arguments)
+  if config.sample_in_loop and (config.replay_server_address or config.tpu or config.use_gpu
+                                and len(tf.config.list_logical_devices('GPU')) > 1):
+    raise ConfigError('train_eval.sample_in_loop samples in this process on one device; drop '
+                      '--replay_server_address (and --tpu), or set '
+                      'train_eval.sample_in_loop = False for several devices.')
+  agent_class = config.agent_class
+  for option, needs in (('sample_in_loop', 'its replay seed'),
+                        ('eval_with_q_filter', 'its critics')):
+    if arguments[option] and not issubclass(agent_class, CqlSacAgent):
+      raise ConfigError(f'train_eval.{option} needs cql_sac\'s CqlSacAgent ({needs}), not '
+                        f'{agent_class.__module__}.{agent_class.__name__}; set '
+                        f'train_eval.{option} = False for a reference run.')
+  if config.online_env_steps:
+    _check_online(arguments)
+  if config.replay_server_address and issubclass(agent_class, CalQlAgent):
+    raise ConfigError('CalQlAgent needs returns-to-go in the replay, which an external Reverb '
+                      'server does not store; drop --replay_server_address.')
+  _check_root_dir(config.root_dir)
+
+
+# train_eval's numeric arguments and what each allows (`_check_numbers`).
+_POSITIVE = ('actor_learning_rate', 'critic_learning_rate', 'alpha_learning_rate',
+             'cql_alpha_learning_rate', 'softmax_temperature')
+_NON_NEGATIVE = ('cql_alpha', 'reward_noise_variance')
+_FINITE = ('reward_scale_factor', 'cql_tau', 'reward_shift', 'target_entropy_per_action_dim')
+_INTEGERS_AT_LEAST = {
+    'num_gradient_updates': 0, 'batch_size': 1, 'bc_steps': 0, 'num_cql_samples': 1,
+    'data_prefetch': 1, 'policy_save_interval': 1, 'summary_interval': 1,
+    'checkpoint_interval': 1, 'max_checkpoints_to_keep': 1, 'learner_iterations_per_call': 1,
+    'eval_episodes': 0, 'num_eval_samples': 1, 'online_env_steps': 0,
+    'updates_per_env_step': 1}
+
+
+def _check_numbers(arguments: Dict[str, object]) -> None:
+  """Checks train_eval's numeric arguments (its `locals()` on entry) against their ranges.
+
+  Raises:
+    ConfigError: Naming the first argument out of range, what it allows, and the gin binding.
+  """
+  def fail(name, allowed):
+    raise ConfigError(f'train_eval.{name} must be {allowed}, got {arguments[name]!r}. Set it in '
+                      f'the gin file or with --gin_bindings="train_eval.{name} = ...".')
+
+  def number(name):
+    value = arguments[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      try:
+        value = float(value.numpy())  # A tf.Variable (gin can pass one).
+      except AttributeError:
+        fail(name, 'a number')
+    return float(value)
+
+  for name, minimum in _INTEGERS_AT_LEAST.items():
+    value = arguments[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+      fail(name, f'an integer >= {minimum}')
+  data_take = arguments['data_take']
+  if data_take is not None and (isinstance(data_take, bool) or not isinstance(data_take, int)
+                                or data_take < 1):
+    fail('data_take', 'None (the whole dataset) or an integer >= 1')
+  for name in _POSITIVE:
+    if not number(name) > 0:
+      fail(name, '> 0')
+  for name in _NON_NEGATIVE:
+    if not number(name) >= 0:
+      fail(name, '>= 0')
+  for name in _FINITE:
+    if not math.isfinite(number(name)):
+      fail(name, 'a finite number')
+
+
+def _check_online(arguments: Dict[str, object]) -> None:
+  """Checks the online fine-tuning arguments (train_eval's `locals()` on entry).
+
+  Raises:
+    ConfigError: For `mixing_ratio` outside [0, 1], `cql_alpha_online` < 0 or with
+      Lagrange, `sample_in_loop`, a shared table (`mixing_ratio` None) on an external server,
+      or a dataset recorded in another environment than `env_name`.
+  """
+  ratio = arguments['mixing_ratio']
+  if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                            or not 0.0 <= ratio <= 1.0):
+    raise ConfigError(f'train_eval.mixing_ratio is the share of dataset items in an online '
+                      f'batch and must be in [0, 1] (or None for one shared table), got '
+                      f'{ratio!r}.')
+  alpha = arguments['cql_alpha_online']
+  if alpha is not None and (arguments['use_lagrange_cql_alpha'] or not alpha >= 0):
+    raise ConfigError(f'train_eval.cql_alpha_online={alpha!r} sets a fixed CQL weight >= 0 '
+                      'for the online phase; with use_lagrange_cql_alpha = True α\' is '
+                      'learned: set cql_alpha_online = None, or use_lagrange_cql_alpha = False.')
+  if arguments['sample_in_loop']:
+    raise ConfigError('Online fine-tuning adds transitions to Reverb tables; set '
+                      'train_eval.sample_in_loop = False (or online_env_steps = 0).')
+  if ratio is None and arguments['replay_server_address']:
+    raise ConfigError('train_eval.mixing_ratio = None adds online transitions to the dataset\'s '
+                      'table, which an external Reverb server owns; drop '
+                      '--replay_server_address or set a mixing_ratio.')
+  recorded = recorded_env_name(arguments['dataset_name'])
+  env_name = arguments['env_name']
+  try:
+    same = recorded is None or (get_dataset_info(recorded).gym_env_id
+                                == get_dataset_info(env_name).gym_env_id)
+  except ValueError:
+    same = True  # An unknown name is reported with the environment.
+  if not same:
+    raise ConfigError(f'--dataset_name={arguments["dataset_name"]} was recorded in {recorded}, '
+                      f'not in --env_name={env_name}: online fine-tuning would add another '
+                      'task\'s transitions. Pass the environment of the dataset.')
+
+
+def _check_root_dir(root_dir: str) -> None:
+  """Creates `root_dir` if needed and checks that files can be written in it.
+
+  Raises:
+    ConfigError: If it cannot be created or written.
+  """
+  try:
+    os.makedirs(root_dir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=root_dir):
+      pass
+  except OSError as e:
+    raise ConfigError(f'--root_dir={root_dir} is not a writable directory ({e}). Pass a '
+                      'directory you can write to.') from e
+
+
+def check_checkpoint(checkpoint_dir: str) -> None:
+  """Reads every tensor of the latest checkpoint in `checkpoint_dir`, if there is one.
+
+  A damaged checkpoint is reported, never repaired or deleted.
+
+  Raises:
+    ConfigError: If the checkpoint index or any of its files cannot be read.
+  """
+  if not tf.io.gfile.isdir(checkpoint_dir):
+    return
+  prefix = None
+  try:
+    prefix = tf.train.latest_checkpoint(checkpoint_dir)
+    if prefix is None:
+      return
+    reader = tf.train.load_checkpoint(prefix)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  except Exception as e:  # pylint: disable=broad-except  # TF raises several kinds here.
+    files = sorted(tf.io.gfile.glob(prefix + '*')) if prefix else [
+        os.path.join(checkpoint_dir, 'checkpoint')]
+    raise ConfigError(
+        f'The checkpoint {prefix or checkpoint_dir} cannot be read ({type(e).__name__}: '
+        f'{str(e).splitlines()[0] if str(e) else ""}). Its files: {", ".join(files)}. '
+        'Nothing was changed. Pass another --root_dir to start a new run, or move the '
+        'damaged checkpoint files (and its line in the "checkpoint" file) away to resume '
+        'from an earlier one.') from e
