@@ -61,11 +61,12 @@ _TF_AGENTS_BINDINGS = ('train_eval.agent_class = @tf_agents.agents.cql.cql_sac_a
 # CQL with bfloat16 critic matmuls (float32 variables and losses): the mixed-precision
 # learning comparison.
 _BF16_BINDINGS = ("make_networks.compute_dtype = 'bfloat16'",)
-_FULL_BC_WARMUP_FRACTION = 10000 / 1000000  # configs/mujoco.gin: 10,000 of 1M steps.
-_REDUCED_BINDINGS = ('train_eval.actor_fc_layers = (64, 64)',
-                     'train_eval.critic_joint_fc_layers = (64, 64, 64)',
-                     'train_eval.batch_size = 64',
-                     'train_eval.num_cql_samples = 4')
+# BC's settings on every dataset: the base the dataset files started from (the actor and
+# temperature settings only matter to BC; its critics never steer the actor).
+_BC_GIN_FILE = 'mujoco.gin'
+_REDUCED_WIDTH = 64
+_REDUCED_BATCH_SIZE = 64
+_REDUCED_NUM_CQL_SAMPLES = 4  # Unless the config binds train_eval.num_cql_samples itself.
 _SCORE_TAG = f'Metrics/{cql_eval.NORMALIZED_SCORE_METRIC}'
 
 # Curves: {dataset: {algorithm: {seed: [(train step, normalized score), ...]}}}
@@ -73,66 +74,79 @@ Curves = Dict[str, Dict[str, Dict[int, List[List[float]]]]]
 
 
 def config_file(algorithm: str, dataset: str) -> str:
-  """The gin file of a run: the recipe's for a recipe algorithm, else the dataset's."""
-  return os.path.join(_CONFIG_DIR, RECIPE_FILES.get(algorithm) or GIN_FILES[dataset])
+  """The gin file of a run: the recipe's for a recipe algorithm, `mujoco.gin` for BC, else
+  the dataset's (`GIN_FILES`)."""
+  if algorithm in RECIPE_FILES:
+    return os.path.join(_CONFIG_DIR, RECIPE_FILES[algorithm])
+  return os.path.join(_CONFIG_DIR, _BC_GIN_FILE if algorithm == 'bc' else GIN_FILES[dataset])
 
 
-def _recipe_reduced_bindings(algorithm: str, protocol: str, num_steps: int) -> List[str]:
-  """A recipe's protocol bindings: its depths at width 64 (reduced), its BC share.
+def _protocol_bindings(path: str, protocol: str, num_steps: int) -> List[str]:
+  """A config's protocol bindings: under 'reduced' its depths at width 64, batch 64 and
+  N = 4 unless it binds `num_cql_samples`; under both its BC share of `num_steps`.
 
-  Parses the recipe to read its layers, `bc_steps` and `num_gradient_updates` (train_eval's
-  defaults where it sets none), then clears gin's configuration.
+  Parses the config to read its layers, `bc_steps`, `num_gradient_updates` (train_eval's
+  defaults where it sets none) and whether it binds `num_cql_samples`, then clears gin's
+  configuration.
   """
   gin.clear_config()
-  parse_gin_config([config_file(algorithm, '')], [])
+  parse_gin_config([path], [])
   defaults = inspect.signature(train_eval).parameters
 
-  def value(name):
+  def bound(name):
     try:
       return gin.query_parameter(f'train_eval.{name}')
     except ValueError:
-      return defaults[name].default
+      return None
+
+  def value(name):
+    return defaults[name].default if bound(name) is None else bound(name)
 
   actor, critic = value('actor_fc_layers'), value('critic_joint_fc_layers')
   bc_steps = round(value('bc_steps') * num_steps / value('num_gradient_updates'))
+  binds_samples = bound('num_cql_samples') is not None
   gin.clear_config()
-  bindings = [f'train_eval.actor_fc_layers = {(64,) * len(actor)}',
-              f'train_eval.critic_joint_fc_layers = {(64,) * len(critic)}',
-              *_REDUCED_BINDINGS[2:]] if protocol == 'reduced' else []
+  bindings = []
+  if protocol == 'reduced':
+    bindings = [f'train_eval.actor_fc_layers = {(_REDUCED_WIDTH,) * len(actor)}',
+                f'train_eval.critic_joint_fc_layers = {(_REDUCED_WIDTH,) * len(critic)}',
+                f'train_eval.batch_size = {_REDUCED_BATCH_SIZE}']
+    if not binds_samples:
+      bindings.append(f'train_eval.num_cql_samples = {_REDUCED_NUM_CQL_SAMPLES}')
   return bindings + [f'train_eval.bc_steps = {bc_steps}']
 
 
-def gin_bindings(algorithm: str, protocol: str, num_steps: int) -> List[str]:
+def gin_bindings(algorithm: str, protocol: str, num_steps: int,
+                 dataset: str = 'medium') -> List[str]:
   """The gin bindings that make a run CQL, BC or an anchor recipe under a protocol.
 
   Args:
     algorithm: 'cql', 'bc', 'cql_bf16' (CQL with bfloat16 critic compute),
-      'tf_agents_cql' (CQL with tf_agents' own CqlSacAgent), or a recipe of `RECIPE_FILES`
-      (its depths at width 64 under the reduced protocol, its own BC share of the steps;
-      this clears gin's configuration).
+      'tf_agents_cql' (CQL with tf_agents' own CqlSacAgent), or a recipe of `RECIPE_FILES`.
+      Each keeps its config's depths (at width 64 under the reduced protocol) and its BC
+      share of the steps; BC trains the actor by behaviour cloning for every step.
     protocol: 'reduced' or 'full'.
     num_steps: Train steps of the run.
+    dataset: The dataset kind ('medium', 'medium-replay', ...), which picks the config.
 
   Returns:
-    Bindings to apply after the run's gin file (`config_file`).
+    Bindings to apply after the run's gin file (`config_file`); this clears gin's
+    configuration.
 
   Raises:
-    ValueError: For an unknown algorithm or protocol.
+    ValueError: For an unknown algorithm, protocol or dataset kind.
   """
-  if algorithm not in ALGORITHMS or protocol not in ('reduced', 'full'):
-    raise ValueError(f'Unknown algorithm {algorithm!r} or protocol {protocol!r}.')
-  if algorithm in RECIPE_FILES:
-    return _recipe_reduced_bindings(algorithm, protocol, num_steps)
-  bindings = list(_REDUCED_BINDINGS) if protocol == 'reduced' else []
+  if algorithm not in ALGORITHMS or protocol not in ('reduced', 'full') or (
+      dataset not in GIN_FILES):
+    raise ValueError(f'Unknown algorithm {algorithm!r}, protocol {protocol!r} or dataset '
+                     f'{dataset!r}.')
+  *bindings, bc_share = _protocol_bindings(config_file(algorithm, dataset), protocol,
+                                           num_steps)
   if algorithm == 'cql_bf16':
     bindings += _BF16_BINDINGS
   if algorithm == 'tf_agents_cql':
     bindings += _TF_AGENTS_BINDINGS
-  if algorithm == 'bc':
-    bc_steps = num_steps
-  else:
-    bc_steps = round(num_steps * _FULL_BC_WARMUP_FRACTION)
-  return bindings + [f'train_eval.bc_steps = {bc_steps}']
+  return bindings + [f'train_eval.bc_steps = {num_steps}' if algorithm == 'bc' else bc_share]
 
 
 def read_score_curve(eval_dir: str) -> List[List[float]]:
@@ -284,7 +298,7 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
     for algorithm in algorithms:
       for seed in seeds:
         run_dir = os.path.join(root_dir, dataset, algorithm, f'seed{seed}')
-        bindings = gin_bindings(algorithm, protocol, num_steps) + list(extra_bindings)
+        bindings = gin_bindings(algorithm, protocol, num_steps, dataset) + list(extra_bindings)
         gin.clear_config()
         parse_gin_config([config_file(algorithm, dataset)], bindings)
         result = train_eval(

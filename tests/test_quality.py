@@ -60,3 +60,21 @@ def test_plot_writes_png(tmp_path):
   quality.plot_curves(_CURVES, {'medium-replay': 12.5}, 'test', path)
   with open(path, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_reduced_protocol_keeps_a_configs_own_cql_samples(tmp_path):
+  """N = 4 under the reduced protocol unless the config binds num_cql_samples (a config
+  that chose N keeps it); BC runs take mujoco.gin's settings on every dataset."""
+  config = tmp_path / 'mixed.gin'
+  config.write_text('train_eval.num_cql_samples = 10\n'
+                    'train_eval.actor_fc_layers = (256, 256, 256)\n')
+  assert quality._protocol_bindings(str(config), 'reduced', 100000) == [
+      'train_eval.actor_fc_layers = (64, 64, 64)',
+      'train_eval.critic_joint_fc_layers = (64, 64, 64)', 'train_eval.batch_size = 64',
+      'train_eval.bc_steps = 0']
+  assert quality.config_file('bc', 'medium-replay').endswith(os.path.join('configs',
+                                                                          'mujoco.gin'))
+  assert quality.gin_bindings('bc', 'reduced', 5000, 'medium-replay')[-1] == (
+      'train_eval.bc_steps = 5000')
+  with pytest.raises(ValueError, match="dataset 'expert'"):
+    quality.gin_bindings('cql', 'reduced', 5000, 'expert')
