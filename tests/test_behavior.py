@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from cql_sac import envs
 from cql_sac.datasets import loading
 from cql_sac.recording import make_behavior
@@ -10,6 +12,7 @@ from cql_sac.datasets import validation
 from cql_sac.datasets import writing
 
 
+@pytest.mark.slow
 def test_tiny_budget_writes_three_datasets(tmp_path):
   result = make_behavior.make_behavior_datasets(
       'hopper', str(tmp_path), max_env_steps=120, target_return=1e9, initial_collect_steps=60,

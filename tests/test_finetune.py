@@ -40,6 +40,7 @@ def _online_env_steps(root_dir):
   return 0 if steps is None else steps.num_steps - steps.num_episodes
 
 
+@pytest.mark.slow
 def test_offline_then_online_cal_ql_resumes_after_sigkill(dataset_dir, tmp_path):
   """200 offline steps, then 600 online env steps at UTD 1 with Cal-QL; killed in the online
   phase and rerun: the train step and env steps continue to 800 and 600, every episode and
@@ -96,6 +97,7 @@ def test_offline_then_online_cal_ql_resumes_after_sigkill(dataset_dir, tmp_path)
   assert max(step for step, _ in bound_rate) > 200  # Calibration on online (the authors').
 
 
+@pytest.mark.slow
 def test_cal_ql_antmaze_recipe_fine_tunes_in_the_real_antmaze(antmaze_dataset_dir, tmp_path):
   """configs/cal_ql/antmaze.gin as shipped but for the budget: a few hundred offline steps,
   then online steps in the real AntMaze (umaze), success and regret logged."""

@@ -96,6 +96,7 @@ def finished_run(dataset_dir, tmp_path_factory):
   return root_dir, result
 
 
+@pytest.mark.slow
 def test_end_to_end_writes_train_and_eval_summaries(finished_run):
   root_dir, result = finished_run
   train = read_scalars(os.path.join(root_dir, 'train'))
@@ -113,6 +114,7 @@ def test_end_to_end_writes_train_and_eval_summaries(finished_run):
   assert re.search(r'step 300/300 \(100%\), [\d.]+ steps/s, ETA', result.stderr)
 
 
+@pytest.mark.slow
 def test_end_to_end_saves_checkpoints_and_policies(finished_run):
   root_dir, _ = finished_run
   state = tf.train.get_checkpoint_state(os.path.join(root_dir, 'train', 'checkpoints'))
@@ -127,6 +129,7 @@ def test_end_to_end_saves_checkpoints_and_policies(finished_run):
                                     'policy_checkpoint_0000000300'))
 
 
+@pytest.mark.slow
 def test_cql_sac_eval_prints_return_std_and_score(finished_run, tmp_path):
   root_dir, _ = finished_run
   result = run_binary(binary_command('cql_sac.eval', f'--policy_dir={root_dir}/policies',
@@ -138,6 +141,7 @@ def test_cql_sac_eval_prints_return_std_and_score(finished_run, tmp_path):
     assert re.search(re.escape(line) + r'-?\d+\.\d\d', result.stdout), result.stdout
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_the_step_count(dataset_dir, tmp_path):
   root_dir = str(tmp_path / 'run')
   checkpoint_dir = os.path.join(root_dir, 'train', 'checkpoints')
@@ -220,6 +224,7 @@ def small_train_eval(root_dir, dataset_dir, **overrides):
     (dict(sample_in_loop=True, agent_class=tf_agents_cql.CqlSacAgent),
      r"sample_in_loop needs cql_sac's CqlSacAgent.*tf_agents.agents.cql.cql_sac_agent"),
 ])
+@pytest.mark.slow
 def test_bad_env_or_dataset_fails_before_touching_root_dir(
     existing_root_dir, dataset_dir, overrides, message):
   before = snapshot(existing_root_dir)
@@ -258,6 +263,7 @@ def test_numbers_out_of_range_fail_before_touching_root_dir(tmp_path, dataset_di
     (['max_target_backup = True', 'max_target_num_samples = 0'],
      r'max_target_num_samples must be an integer >= 1, got 0'),
 ])
+@pytest.mark.slow
 def test_agent_arguments_out_of_range_fail_before_touching_root_dir(
     existing_root_dir, dataset_dir, bindings, message):
   gin.parse_config([f'cql_sac.agents.cql_sac_agent.CqlSacAgent.{b}' for b in bindings])
@@ -267,6 +273,7 @@ def test_agent_arguments_out_of_range_fail_before_touching_root_dir(
   assert snapshot(existing_root_dir) == before
 
 
+@pytest.mark.slow
 def test_normalization_on_a_constant_observation_dimension(existing_root_dir, dataset_dir,
                                                            monkeypatch):
   """A dimension with std 0 is named; the run stops before writing."""
@@ -286,6 +293,7 @@ def test_normalization_on_a_constant_observation_dimension(existing_root_dir, da
   assert snapshot(existing_root_dir) == before
 
 
+@pytest.mark.slow
 def test_q_filtered_policy_is_evaluated_exported_and_loaded(tmp_path, dataset_dir):
   """train_eval.eval_with_q_filter: evaluation and policies/q_filtered_policy with its
   checkpoints; cql_sac_eval's q_filter loads it at the last step."""
@@ -304,6 +312,7 @@ def test_q_filtered_policy_is_evaluated_exported_and_loaded(tmp_path, dataset_di
     cql_eval.load_policy(str(tmp_path), q_filter=True)
 
 
+@pytest.mark.slow
 def test_averaged_actor_is_evaluated_exported_and_loaded(tmp_path, dataset_dir):
   """CqlSacAgent.actor_ema_tau: eval/ scores the averaged actor, eval_raw_actor/ the trained
   one at the same steps; policies/ema_greedy_policy carries the averaged weights, which
@@ -330,6 +339,7 @@ def test_averaged_actor_is_evaluated_exported_and_loaded(tmp_path, dataset_dir):
     cql_eval.load_policy(str(tmp_path), ema=True)
 
 
+@pytest.mark.slow
 def test_cal_ql_trains_on_the_datasets_returns_to_go(tmp_path, dataset_dir):
   """agent_class = CalQlAgent: the replay's items carry returns-to-go, the bound rate reaches
   TensorBoard; an external Reverb server (no returns) is refused before anything is written."""
@@ -347,6 +357,7 @@ def test_cal_ql_trains_on_the_datasets_returns_to_go(tmp_path, dataset_dir):
   assert not (tmp_path / 'other').exists()
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_named_and_kept(existing_root_dir, dataset_dir):
   data_file = os.path.join(existing_root_dir, 'train', 'checkpoints',
                            'ckpt-300.data-00000-of-00001')
@@ -360,6 +371,7 @@ def test_corrupt_checkpoint_is_named_and_kept(existing_root_dir, dataset_dir):
   assert snapshot(existing_root_dir) == before
 
 
+@pytest.mark.slow
 def test_a_finished_run_started_again_reports_its_last_evaluation(existing_root_dir,
                                                                   dataset_dir):
   """No new evaluation (whose episodes would differ) replaces the logged final one."""
@@ -372,6 +384,7 @@ def test_a_finished_run_started_again_reports_its_last_evaluation(existing_root_
   assert read_scalars(eval_dir) == logged
 
 
+@pytest.mark.slow
 def test_a_seed_fixes_the_untrained_policy(tmp_path, dataset_dir):
   """Same seed: the same step-0 evaluation; another seed: another untrained policy.
 
@@ -390,6 +403,7 @@ def test_a_seed_fixes_the_untrained_policy(tmp_path, dataset_dir):
   assert untrained_return('other', 4) != first
 
 
+@pytest.mark.slow
 def test_checkpoint_of_other_network_sizes(existing_root_dir, dataset_dir):
   before = snapshot(os.path.join(existing_root_dir, 'train', 'checkpoints'))
   with pytest.raises(train_eval.ConfigError, match='other network sizes.*another --root_dir'):
@@ -409,6 +423,7 @@ def test_external_reverb_server_with_other_specs(tmp_path, dataset_dir):
     server.close()
 
 
+@pytest.mark.slow
 def test_tf_agents_agent_trains_in_the_same_binary(tmp_path, dataset_dir):
   """The reference row of benchmarks.quality: tf_agents' own CqlSacAgent through
   train_eval (gin `train_eval.agent_class`), Reverb, the fused learner and evaluation."""
@@ -431,6 +446,7 @@ def _checkpoint_values(root_dir):
           if isinstance(value, np.ndarray) and value.dtype.kind == 'f'}
 
 
+@pytest.mark.slow
 def test_sample_in_loop_resumes_exactly(tmp_path, dataset_dir):
   """With sampling inside the loop, batch t is seeded by t (and --seed seeds every
   initializer): 300 steps in one run equal 200 steps and a resumed run to 300, variable for
@@ -483,6 +499,7 @@ def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name
 
 @pytest.mark.parametrize('recipe', ['corl/mujoco', 'jaxcql/mujoco', 'jrl/mujoco',
                                     'corl/antmaze', 'jaxcql/antmaze'])
+@pytest.mark.slow
 def test_recipe_trains_200_steps_end_to_end(recipe, dataset_dir, antmaze_dataset_dir, tmp_path):
   """Each anchor recipe, as shipped but for batch size and evaluation length, on data recorded
   in the real Hopper (AntMaze for the AntMaze recipes)."""
@@ -508,6 +525,7 @@ def test_includes_resolve_next_to_the_including_file_after_a_recipe(tmp_path, mo
   assert gin.query_parameter('train_eval.reward_scale_factor') == 0.1
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_without_traceback(existing_root_dir, dataset_dir, tmp_path):
   before = snapshot(existing_root_dir)
   result = run_binary(

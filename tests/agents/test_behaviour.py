@@ -9,6 +9,7 @@ def _cql_losses(infos):
   return np.array([float(info.extra.cql_loss) for info in infos])
 
 
+@pytest.mark.slow
 def test_cql_is_conservative_where_sac_overestimates():
   """Kumar et al. 2020, Theorem 3.2: with the CQL term the learned Q at
   out-of-data actions lies below the true value; plain SAC extrapolates it up."""
@@ -27,6 +28,7 @@ def test_cql_is_conservative_where_sac_overestimates():
 
 
 @pytest.mark.parametrize('tau', [2.2, 2.4])
+@pytest.mark.slow
 def test_lagrange_drives_cql_gap_to_tau(tau):
   """On this problem the gap is 1.95 at a fixed α'=5 and 2.8 at α'=0.001
   (800 steps, measured); Lagrange must hold it at τ in between."""
@@ -37,6 +39,7 @@ def test_lagrange_drives_cql_gap_to_tau(tau):
   assert abs(gaps[-200:].mean() - tau) < 0.1, gaps[-200:].mean()
 
 
+@pytest.mark.slow
 def test_bc_debug_mode_makes_cql_loss_fall():
   agent = bandit.make_agent(cql=True, bc_debug_mode=True)
   gaps = _cql_losses(bandit.train(agent, 300))

@@ -69,6 +69,7 @@ def _assert_same_mean(values_ours, values_theirs):
       f'difference {diff:.2e} > {Z} x stderr {stderr:.2e}')
 
 
+@pytest.mark.slow
 def test_td_loss_mean_matches_tf_agents(agents):
   ours, theirs, (time_steps, actions, next_time_steps) = agents
   args = (time_steps, actions, next_time_steps)
@@ -79,24 +80,28 @@ def test_td_loss_mean_matches_tf_agents(agents):
       lambda: theirs._critic_loss_with_optional_entropy_term(*args, **kwargs)))
 
 
+@pytest.mark.slow
 def test_cql_loss_mean_matches_tf_agents(agents):
   ours, theirs, (time_steps, actions, _) = agents
   _assert_same_mean(*_means(ours, lambda: ours.cql_loss(time_steps, actions),
                             lambda: theirs._cql_loss(time_steps, actions)))
 
 
+@pytest.mark.slow
 def test_actor_loss_mean_matches_tf_agents(agents):
   ours, theirs, (time_steps, actions, _) = agents
   _assert_same_mean(*_means(ours, lambda: ours.actor_loss(time_steps, actions),
                             lambda: theirs.actor_loss(time_steps, actions)))
 
 
+@pytest.mark.slow
 def test_sac_alpha_loss_mean_matches_tf_agents(agents):
   ours, theirs, (time_steps, _, _) = agents
   _assert_same_mean(*_means(ours, lambda: ours.alpha_loss(time_steps),
                             lambda: theirs.alpha_loss(time_steps)))
 
 
+@pytest.mark.slow
 def test_lagrange_alpha_matches_tf_agents(agents):
   ours, theirs, _ = agents
   np.testing.assert_allclose(ours._get_cql_alpha().numpy(),

@@ -127,6 +127,7 @@ def test_shipped_actor_and_its_provenance():
     assert fact in text
 
 
+@pytest.mark.slow
 def test_quickstart_dataset_recipe(hopper, tmp_path):
   output_dir = str(tmp_path / 'quickstart')
   with pytest.raises(SystemExit) as exit_info:  # absl's app.run exits when main returns.

@@ -57,6 +57,7 @@ def _optimizer_variables(agent):
 
 @pytest.mark.parametrize('jit_compile', [False, True])
 @pytest.mark.parametrize('lagrange', [False, True])
+@pytest.mark.slow
 def test_fused_steps_equal_single_steps(jit_compile, lagrange):
   # num_bc_steps=3 puts the BC->SAC switch inside the loop; target updates
   # every 2 steps exercise the Periodically counter inside the loop.
@@ -93,6 +94,7 @@ def test_steps_per_call_must_be_positive():
     learner_lib.FusedLearner(fx.make_agent(), steps_per_call=0)
 
 
+@pytest.mark.slow
 def test_two_replica_mirrored_update_equals_one_replica():
   """MirroredStrategy over two logical CPUs, global batch split in halves, gives
   the one-replica update (the CQL term is not over-weighted by the replica
@@ -114,6 +116,7 @@ def test_two_replica_mirrored_update_equals_one_replica():
     assert difference < 1e-5, (field, result)
 
 
+@pytest.mark.slow
 def test_one_replica_mirrored_learner_equals_default_strategy():
   """`--use_gpu` on a machine with one GPU builds a one-replica MirroredStrategy, in which
   the fused loop runs the agent step in cross-replica context: the same update as
@@ -139,6 +142,7 @@ def _replay(seed, num_steps=40):
   return replay_lib.InMemoryReplay(transitions.TrajectorySteps(steps, items, 0), data_spec=None)
 
 
+@pytest.mark.slow
 def test_sampling_inside_the_loop_trains_on_the_seeded_uniform_batches():
   """Step t of `train_on_replay` trains on sample_uniform(tensors, B, replay_seed() at t)."""
   single, fused_agent = _twin_agents(cql.CqlSacAgent, num_bc_steps=2)
@@ -155,7 +159,7 @@ def test_sampling_inside_the_loop_trains_on_the_seeded_uniform_batches():
     np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
 
 
-@pytest.mark.parametrize('jit_compile', [False, True])
+@pytest.mark.parametrize('jit_compile', [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_sampled_batches_do_not_depend_on_steps_per_call(jit_compile):
   """K steps in one call equal K/3 calls of 3 steps (the batch of step t is seeded by t)."""
   one_call, three_calls = _twin_agents(cql.CqlSacAgent)

@@ -51,7 +51,7 @@ def test_returns_the_candidate_with_the_largest_min_over_critics():
   assert len(set(q.argmax(axis=1))) > 1  # The best candidate differs across states.
 
 
-@pytest.mark.parametrize('with_uniform', [True, False])
+@pytest.mark.parametrize('with_uniform', [pytest.param(True, marks=pytest.mark.slow), False])
 def test_candidates_and_export(tmp_path, with_uniform):
   """K policy samples (+ K uniform), best per state within bounds; the SavedModel keeps the
   critics and gives an action that is one of its candidates' kind (inside the bounds)."""

@@ -25,6 +25,7 @@ def jax_python():
 
 
 @pytest.mark.parametrize('sampling', ['in_loop', 'stacked'])
+@pytest.mark.slow
 def test_jax_run_of_the_export_equals_tensorflow_xla(tmp_path, jax_python, sampling):
   names = xla_export.export_grid(
       str(tmp_path), 'halfcheetah-medium-v2', actor='64x64', critics=['64x64'],
