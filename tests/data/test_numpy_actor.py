@@ -48,6 +48,7 @@ def _saved_actor(env, tmp_path):
   return policy, policy_dir
 
 
+@pytest.mark.slow
 def test_greedy_actions_equal_tf_agents_greedy_policy(hopper, tmp_path):
   policy, policy_dir = _saved_actor(hopper, tmp_path)
   path = str(tmp_path / 'actor.npz')

@@ -139,6 +139,7 @@ def test_log_std_head_scalars_are_trained():
   assert all(v.numpy() != b for v, b in zip(scalars, before))
 
 
+@pytest.mark.slow
 def test_observation_normalization_survives_policy_export(tmp_path):
   """Networks built with dataset statistics normalize inside: a few train steps, export with
   PolicySaver, load; on raw observations the SavedModel's greedy actions equal the in-training
