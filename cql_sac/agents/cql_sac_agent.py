@@ -240,7 +240,9 @@ class CqlSacAgent(sac_agent.SacAgent):
       bc_debug_mode: Train the critic on α'·cql_loss only (TD loss reported but
         not optimized); cql_loss should fall towards its minimum.
       debug_summaries: Write the extra summaries (Q at policy, uniform and data
-        actions; SAC's critic, actor and α tensor summaries).
+        actions; SAC's critic, actor and α tensor summaries; the share of saturated
+        greedy action components, `actor_loss/greedy_action_saturation`, and the
+        actor's gradient norm, `actor_loss/gradient_global_norm`).
       summarize_grads_and_vars: Write gradient and variable summaries.
       train_step_counter: int64 variable incremented once per `train()`.
       name: Name of the `tf.Module`.
@@ -802,6 +804,11 @@ class CqlSacAgent(sac_agent.SacAgent):
           regularization_loss=self._actor_network.losses).total_loss
       self._actor_loss_debug_summaries(loss, sampled_actions, log_pi, target,
                                        time_steps)
+      if self._debug_summaries:
+        tf.compat.v2.summary.scalar(
+            'greedy_action_saturation',
+            saturated_fraction(distribution.mode(), self.action_spec),
+            step=self.train_step_counter)
       return loss
 
   def _get_cql_alpha(self) -> tf.Tensor:
@@ -869,8 +876,12 @@ class CqlSacAgent(sac_agent.SacAgent):
       actor_loss = self._actor_loss_weight * self.actor_loss(
           time_steps, actions, weights=weights, training=True)
     _check_finite(actor_loss, 'actor_loss')
-    self._apply_gradients(tape.gradient(actor_loss, actor_variables),
-                          actor_variables, self._actor_optimizer)
+    actor_gradients = tape.gradient(actor_loss, actor_variables)
+    if self._debug_summaries:
+      tf.compat.v2.summary.scalar('actor_loss/gradient_global_norm',
+                                  tf.linalg.global_norm(actor_gradients),
+                                  step=self.train_step_counter)
+    self._apply_gradients(actor_gradients, actor_variables, self._actor_optimizer)
     self._update_ema_actor()
 
     alpha_variables = [self._log_alpha]
@@ -963,6 +974,25 @@ class CqlSacAgent(sac_agent.SacAgent):
     tf.compat.v2.summary.scalar('cql_alpha', extra.cql_alpha, step=step)
     tf.compat.v2.summary.scalar('sac_alpha', tf.exp(self._log_alpha),
                                 step=step)
+
+
+def saturated_fraction(actions: tf.Tensor, action_spec, margin: float = 0.01) -> tf.Tensor:
+  """Share of action components within `margin` of the action bounds (tanh saturation).
+
+  Args:
+    actions: float32 [B, A] actions inside the spec's bounds.
+    action_spec: The rank-1 bounded action spec, shape [A].
+    margin: Distance to a bound, as a fraction of the half-range, that counts as
+      saturated (0.01: |a| > 0.99 for bounds ±1).
+
+  Returns:
+    float32 scalar in [0, 1].
+  """
+  low = tf.constant(action_spec.minimum, tf.float32)
+  high = tf.constant(action_spec.maximum, tf.float32)
+  half_range = (high - low) / 2.0
+  distance = tf.abs(actions - (high + low) / 2.0) / half_range  # 1 at a bound.
+  return tf.reduce_mean(tf.cast(distance > 1.0 - margin, tf.float32))
 
 
 def _check_finite(loss: tf.Tensor, name: str) -> None:

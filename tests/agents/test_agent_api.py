@@ -168,3 +168,32 @@ def test_averaged_actor_follows_the_polyak_recursion():
   for value, variable in zip(expected, ema):
     np.testing.assert_allclose(variable.numpy(), value, rtol=1e-6, atol=1e-7)
   assert not np.allclose(ema[0].numpy(), actor[0].numpy())
+
+
+def test_debug_summaries_report_action_saturation_and_actor_gradient_norm(tmp_path):
+  """The two diagnosis scalars against an independent computation on the same step: the
+  share of greedy action components beyond 0.99 of the bounds, and the actor gradient's
+  global norm (the step's draws are seeded by the step, so a tape before train() sees the
+  same samples)."""
+  from cql_sac.summaries import read_scalars  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(5)
+  experience = fx.as_trajectory(fx.random_batch(rng, 32))
+  agent = fx.make_agent(debug_summaries=True)
+  for v in agent._actor_network.trainable_variables:  # Push some greedy actions to ±1.
+    v.assign(v * 4.0)
+  time_steps, policy_steps, _ = agent._as_transition(experience)
+  with tf.GradientTape() as tape:
+    loss = agent.actor_loss(time_steps, policy_steps.action, training=True)
+  expected_norm = tf.linalg.global_norm(
+      tape.gradient(loss, agent._actor_network.trainable_variables)).numpy()
+  mode = agent.policy.distribution(time_steps).action.mode().numpy()
+  expected_share = np.mean(np.abs(mode) > 0.99)
+  assert 0.0 < expected_share < 1.0
+  writer = tf.summary.create_file_writer(str(tmp_path))
+  with writer.as_default(), tf.summary.record_if(True):
+    agent.train(experience)
+  writer.flush()
+  scalars = read_scalars(str(tmp_path))
+  assert scalars['actor_loss/greedy_action_saturation'] == [(0, pytest.approx(expected_share))]
+  assert scalars['actor_loss/gradient_global_norm'][0][1] == pytest.approx(expected_norm,
+                                                                            rel=1e-4)
