@@ -13,6 +13,10 @@ labelled group of runs (mean over its seeds, against the train step):
   CQL gap          Losses/cql_loss: E[logsumexp_a Q(s, a) - Q(s, a_data)] over both critics
   alpha            the SAC temperature (sac_alpha); alpha' (cql_alpha) is in the table
   policy entropy   -E[log pi(a|s)] of the actor's samples (actor_loss/entropy_avg)
+  greedy action saturation
+                   share of the greedy action's components within 1% of the bounds
+  actor gradient norm
+                   global norm of the actor's gradient (the two: runs from issue 35 on)
 
     python -m benchmarks.cql_diagnosis --output=benchmarks/results/diagnosis_hopper_medium \
       --runs='CQL (BC warm-up 1,000)=runs/quality/reduced_100000_diag/medium/cql' \
@@ -39,6 +43,8 @@ PANELS = (
     ('CQL gap (cql_loss)', 'Losses/cql_loss', 'train'),
     ('SAC alpha', 'sac_alpha', 'train'),
     ('policy entropy', 'actor_loss/entropy_avg', 'train'),
+    ('greedy action saturation', 'actor_loss/greedy_action_saturation', 'train'),
+    ('actor gradient norm', 'actor_loss/gradient_global_norm', 'train'),
 )
 _EXTRA_TABLE_TAGS = (('cql_alpha', 'train'),)
 
@@ -118,8 +124,9 @@ def plot(groups: Groups, title: str, path: str) -> None:
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
 
-  fig, axes = plt.subplots(2, 4, figsize=(20, 8))
   panels: List = list(PANELS) + [('Q policy - Q data', None, 'train')]
+  columns = (len(panels) + 1) // 2
+  fig, axes = plt.subplots(2, columns, figsize=(5 * columns, 8))
   for ax, (panel_title, tag, _) in zip(axes.flat, panels):
     for label, curves in groups.items():
       if tag is None:
