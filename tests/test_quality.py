@@ -76,5 +76,9 @@ def test_reduced_protocol_keeps_a_configs_own_cql_samples(tmp_path):
                                                                           'mujoco.gin'))
   assert quality.gin_bindings('bc', 'reduced', 5000, 'medium-replay')[-1] == (
       'train_eval.bc_steps = 5000')
+  assert quality.gin_bindings('cql', 'reduced', 100000, 'medium-replay') == [  # Shipped.
+      'train_eval.actor_fc_layers = (64, 64, 64)',
+      'train_eval.critic_joint_fc_layers = (64, 64, 64)', 'train_eval.batch_size = 64',
+      'train_eval.bc_steps = 0']
   with pytest.raises(ValueError, match="dataset 'expert'"):
     quality.gin_bindings('cql', 'reduced', 5000, 'expert')

@@ -483,22 +483,24 @@ def test_unknown_gin_parameter_suggests_the_closest():
     train_eval.parse_gin_config([], ['train_eval.batchsize = 64'])
 
 
-@pytest.mark.parametrize('name, parameter, value, temperature', [
-    ('mujoco_medium', 'cql_alpha', 5.0, 10.0), ('mujoco_medium_expert', 'cql_alpha', 5.0, 10.0),
-    ('mujoco_medium_replay', 'cql_alpha', 5.0, 10.0), ('antmaze', 'reward_shift', -0.5, None),
-    ('quickstart', 'batch_size', 64, 50.0)])
+@pytest.mark.parametrize('name, parameter, value, temperature, reward_scale', [
+    ('mujoco_medium', 'cql_alpha', 5.0, 10.0, 0.1),
+    ('mujoco_medium_expert', 'cql_alpha', 5.0, 10.0, 0.1),
+    ('mujoco_medium_replay', 'num_cql_samples', 10, 1.0, 1.0),  # On corl/mujoco.gin.
+    ('antmaze', 'reward_shift', -0.5, None, None),
+    ('quickstart', 'batch_size', 64, 50.0, 0.1)])
 def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name, parameter,
-                                                     value, temperature):
+                                                     value, temperature, reward_scale):
   monkeypatch.chdir(tmp_path)
   train_eval.parse_gin_config([os.path.join(REPO, 'configs', f'{name}.gin')], [])
   assert gin.query_parameter(f'train_eval.{parameter}') == value
-  if name != 'antmaze':  # Included from mujoco.gin (antmaze keeps the default temperature).
-    assert gin.query_parameter('train_eval.reward_scale_factor') == 0.1
+  if name != 'antmaze':  # Included (antmaze keeps the default temperature).
+    assert gin.query_parameter('train_eval.reward_scale_factor') == reward_scale
     assert gin.query_parameter('train_eval.softmax_temperature') == temperature
 
 
 @pytest.mark.parametrize('recipe', ['corl/mujoco', 'jaxcql/mujoco', 'jrl/mujoco',
-                                    'corl/antmaze', 'jaxcql/antmaze'])
+                                    'corl/antmaze', 'jaxcql/antmaze', 'mujoco_medium_replay'])
 @pytest.mark.slow
 def test_recipe_trains_200_steps_end_to_end(recipe, dataset_dir, antmaze_dataset_dir, tmp_path):
   """Each anchor recipe, as shipped but for batch size and evaluation length, on data recorded
