@@ -175,7 +175,7 @@ def main(argv: Sequence[str]) -> None:
   args = flags.FLAGS
   groups = {}
   for spec in args.runs:
-    label, sep, directory = spec.partition('=')
+    label, sep, directory = spec.rpartition('=')  # Labels may hold '=' ("N = 10").
     if not sep:
       raise app.UsageError(f'--runs={spec!r}: expected "label=directory".')
     groups[label] = read_group(directory)

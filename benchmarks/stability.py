@@ -18,7 +18,8 @@ reads every evaluation of the greedy policy (`Metrics/d4rl_normalized_score` and
       --runs='CORL N=10=runs/quality/hopper_reduced_100000_corl/medium-replay/corl_cql' \
       --runs='CORL N=10, trained actor=runs/quality/.../corl_cql:eval_raw_actor'
 
-Each `--runs` is `label=directory[:evaluation subdirectory]` (default `eval`).
+Each `--runs` is `label=directory[:evaluation subdirectory]` (default `eval`); the label
+ends at the last '='.
 """
 
 import os
@@ -67,7 +68,8 @@ def read_curves(directory: str, eval_subdir: str, env_name: str,
   points_per_return = (tasks.d4rl_normalized_score(env_name, 1.0)
                        - tasks.d4rl_normalized_score(env_name, 0.0))
   curves = {}
-  for seed in sorted(d for d in os.listdir(directory) if d.startswith('seed')):
+  seeds = os.listdir(directory) if os.path.isdir(directory) else []
+  for seed in sorted(d for d in seeds if d.startswith('seed')):
     scalars = read_scalars(os.path.join(directory, seed, eval_subdir))
     if _SCORE_TAG not in scalars:
       continue
@@ -139,7 +141,7 @@ def main(argv: Sequence[str]) -> None:
   args = flags.FLAGS
   rows: Dict[str, Dict[str, object]] = {}
   for spec in args.runs:
-    label, sep, location = spec.partition('=')
+    label, sep, location = spec.rpartition('=')  # Labels may hold '=' ("N = 10").
     if not sep:
       raise app.UsageError(f'--runs={spec!r}: expected "label=directory[:subdirectory]".')
     directory, _, subdir = location.partition(':')
