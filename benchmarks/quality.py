@@ -100,7 +100,8 @@ def _protocol_bindings(path: str, protocol: str, num_steps: int) -> List[str]:
       return None
 
   def value(name):
-    return defaults[name].default if bound(name) is None else bound(name)
+    binding = bound(name)
+    return defaults[name].default if binding is None else binding
 
   actor, critic = value('actor_fc_layers'), value('critic_joint_fc_layers')
   bc_steps = round(value('bc_steps') * num_steps / value('num_gradient_updates'))
