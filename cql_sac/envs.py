@@ -28,7 +28,13 @@ Where these environments differ from the mujoco-py ones D4RL recorded its datase
    ends there (D4RL eval envs too) with reward 1 on that step; gymnasium-robotics adds uniform
    noise of +-0.25 cell (+-1 m) to the start and goal positions, where D4RL's evaluation reset
    had none on the start cell.
-5. Observations are cast from float64 to float32, the dtype TFDS stores D4RL observations in, so
+5. Minari tasks (`cql_sac.minari_tasks`): the environment of the dataset's metadata
+   (`eval_env_spec`, else `env_spec`) made as minari recovers it, `gym.make(EnvSpec)`; a goal
+   Dict observation becomes one vector (`GoalObservationVector`) in the environment's own frame.
+   Minari's MuJoCo datasets were recorded in the `-v5` environments, so they evaluate in v5
+   (rewards differ from v4 as item 2 says; their normalized scores use the dataset's own
+   reference returns, never D4RL's).
+6. Observations are cast from float64 to float32, the dtype TFDS stores D4RL observations in, so
    the environment's specs equal the dataset's. Actions are float32 in [-1, 1] in both.
 """
 
@@ -41,6 +47,7 @@ from tf_agents.environments import py_environment
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
+from cql_sac import minari_tasks
 from cql_sac import tasks
 
 # D4RL's AntMaze evaluation mazes (d4rl/locomotion/maze_env.py U_MAZE_TEST, BIG_MAZE_TEST,
@@ -159,6 +166,36 @@ class D4rlAntMazeObservation(gym.ObservationWrapper):
                            observation['observation']])
 
 
+class GoalObservationVector(gym.ObservationWrapper):
+  """Turns a goal Dict observation into [achieved_goal, observation, desired_goal].
+
+  The layout of `cql_sac.minari_tasks.flatten_goal_observation`, which the Minari reader
+  applies to the dataset's observations; no change of frame (the data was recorded in this
+  environment).
+  """
+
+  def __init__(self, env: gym.Env):
+    """Wraps an environment whose observation space is a Dict of the goal keys' Boxes."""
+    super().__init__(env)
+    spaces = env.observation_space
+    low = minari_tasks.flatten_goal_observation({k: spaces[k].low for k in spaces.keys()})
+    high = minari_tasks.flatten_goal_observation({k: spaces[k].high for k in spaces.keys()})
+    self.observation_space = gym.spaces.Box(low, high, dtype=np.float64)
+
+  def observation(self, observation: dict) -> np.ndarray:
+    """Returns the flattened float64 vector."""
+    return minari_tasks.flatten_goal_observation(observation).astype(np.float64)
+
+
+def _make_minari_env(env_name: str, max_episode_steps: Optional[int]) -> gym.Env:
+  """The evaluation environment of a Minari task (module docstring, item 5)."""
+  task = minari_tasks.read_task(env_name)
+  # The spec's entry point imports its module (gymnasium_robotics for the mazes) itself.
+  spec = gym.envs.registration.EnvSpec.from_json(task.env_spec_json)
+  env = gym.make(spec, max_episode_steps=max_episode_steps or task.max_episode_steps)
+  return GoalObservationVector(env) if task.observation_keys else env
+
+
 def _antmaze_map(maze: str) -> list:
   """D4RL's evaluation maze for `maze`, rows reversed, with 'r'/'g' start and goal cells."""
   from gymnasium_robotics.envs.maze import maps  # pylint: disable=g-import-not-at-top
@@ -173,9 +210,10 @@ def make_gym_env(env_name: str, max_episode_steps: Optional[int] = None) -> gym.
   """Builds the gymnasium environment for a D4RL task (float64 observations, Box spaces).
 
   Args:
-    env_name: D4RL name, e.g. 'hopper-medium-v2' or 'antmaze-medium-play-v0'.
-    max_episode_steps: time limit in steps; None uses D4RL's (1000, AntMaze umaze 700). Tests
-      and quick datasets may shorten it.
+    env_name: D4RL name, e.g. 'hopper-medium-v2' or 'antmaze-medium-play-v0', or a Minari task
+      name ('minari:<dataset_id>' or a dataset directory; module docstring, item 5).
+    max_episode_steps: time limit in steps; None uses D4RL's (1000, AntMaze umaze 700) or the
+      Minari dataset's. Tests and quick datasets may shorten it.
 
   Returns:
     A gymnasium environment wrapped in `TimeLimit`.
@@ -184,11 +222,13 @@ def make_gym_env(env_name: str, max_episode_steps: Optional[int] = None) -> gym.
     ValueError: if `env_name` is unknown (the message lists the closest names) or
       `max_episode_steps` is not positive.
   """
+  if max_episode_steps is not None and max_episode_steps <= 0:
+    raise ValueError(f'max_episode_steps must be positive, got {max_episode_steps}.')
+  if minari_tasks.is_minari_name(env_name):
+    return _make_minari_env(env_name, max_episode_steps)
   info = tasks.get_dataset_info(env_name)
   if max_episode_steps is None:
     max_episode_steps = info.max_episode_steps
-  if max_episode_steps <= 0:
-    raise ValueError(f'max_episode_steps must be positive, got {max_episode_steps}.')
   with warnings.catch_warnings():
     warnings.filterwarnings('ignore', message='.*is out of date.*')  # v4 on purpose, see above.
     if info.is_antmaze:

@@ -36,18 +36,23 @@ class NormalizedScoreMetric(py_metrics.AverageReturnMetric):
 
   normalized score = 100 * (return - ref_min) / (ref_max - ref_min), with the
   reference returns of `env_name` (D4RL's infos.py); for AntMaze (0/1 reward) it is
-  the success rate in percent.
+  the success rate in percent. For a Minari task the references are its metadata's
+  ref_min_score/ref_max_score; without them the score is NaN (logged once here).
   """
 
   def __init__(self, env_name: str, buffer_size: int):
     """Creates the metric.
 
     Args:
-      env_name: D4RL environment name whose reference returns normalize the score.
+      env_name: D4RL environment name (or Minari task name) whose reference returns
+        normalize the score.
       buffer_size: Number of most recent episodes averaged.
     """
     super().__init__(name=NORMALIZED_SCORE_METRIC, buffer_size=buffer_size)
     self._env_name = env_name
+    if np.isnan(d4rl_normalized_score(env_name, 0.0)):
+      logging.info('%s has no ref_min_score/ref_max_score in its Minari metadata: its '
+                   'normalized score is NaN.', env_name)
 
   def result(self) -> np.float32:
     """Returns the normalized score (percent) of the average return, 0 before any episode."""
@@ -277,7 +282,8 @@ def run() -> None:
   """
   flags.DEFINE_string('policy_dir', None, '<root_dir>/policies of a cql_sac_train_eval '
                       'run, or a SavedModel directory under it.', required=True)
-  flags.DEFINE_string('env_name', None, 'D4RL environment name, e.g. hopper-medium-v2.',
+  flags.DEFINE_string('env_name', None, 'D4RL environment name, e.g. hopper-medium-v2, or the '
+                      'Minari dataset trained on (minari:<dataset_id> or its directory).',
                       required=True)
   flags.DEFINE_integer('num_episodes', 10, 'Number of episodes to run.', lower_bound=1)
   flags.DEFINE_integer('seed', None, 'Environment seed.')

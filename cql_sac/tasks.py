@@ -23,6 +23,8 @@ from typing import Dict, List, Union
 
 import numpy as np
 
+from cql_sac import minari_tasks
+
 
 @dataclasses.dataclass(frozen=True)
 class D4rlDataset:
@@ -138,21 +140,37 @@ def unknown_name_error(kind: str, name: str, known: List[str]) -> ValueError:
 
 
 def get_dataset_info(env_name: str) -> D4rlDataset:
-  """Looks up a D4RL task by name.
+  """Looks up a D4RL task by name, or reads a Minari task's metadata.
 
   Args:
-    env_name: D4RL name such as 'hopper-medium-v2' (case-sensitive, as D4RL spells it).
+    env_name: D4RL name such as 'hopper-medium-v2' (case-sensitive, as D4RL spells it), or a
+      Minari task name ('minari:<dataset_id>' or a dataset directory, `cql_sac.minari_tasks`).
 
   Returns:
-    The task's `D4rlDataset` record.
+    The task's `D4rlDataset` record. For a Minari task: tfds_name '', gym_env_id and
+    max_episode_steps of its evaluation environment, the metadata's reference scores (NaN when
+    absent, so that normalized scores are NaN), is_antmaze False (its observations are not
+    D4RL's AntMaze layout).
 
   Raises:
-    ValueError: if the name is unknown; the message lists the closest known names.
+    ValueError: if the name is unknown (the message lists the closest known names) or a Minari
+      dataset is missing or unreadable.
   """
+  if minari_tasks.is_minari_name(env_name):
+    task = minari_tasks.read_task(env_name)
+    return D4rlDataset(
+        env_name=env_name, tfds_name='', gym_env_id=task.env_id,
+        max_episode_steps=task.max_episode_steps,
+        ref_min_score=_or_nan(task.ref_min_score), ref_max_score=_or_nan(task.ref_max_score),
+        is_antmaze=False, observation_dim=task.observation_dim, action_dim=task.action_dim)
   try:
     return _REGISTRY[env_name]
   except KeyError:
     raise unknown_name_error('D4RL environment', env_name, all_env_names()) from None
+
+
+def _or_nan(value) -> float:
+  return float('nan') if value is None else float(value)
 
 
 def d4rl_normalized_score(
@@ -160,10 +178,11 @@ def d4rl_normalized_score(
   """D4RL normalized score: 100 * (R - REF_MIN) / (REF_MAX - REF_MIN).
 
   0 is the return of a random policy and 100 that of D4RL's expert; for AntMaze (REF_MIN 0,
-  REF_MAX 1) it is 100 times the success rate. Source: `d4rl.infos` REF_MIN_SCORE/REF_MAX_SCORE.
+  REF_MAX 1) it is 100 times the success rate. Source: `d4rl.infos` REF_MIN_SCORE/REF_MAX_SCORE;
+  for a Minari task its metadata's ref_min_score/ref_max_score (NaN scores without them).
 
   Args:
-    env_name: D4RL name, e.g. 'halfcheetah-medium-v2'.
+    env_name: D4RL name, e.g. 'halfcheetah-medium-v2', or a Minari task name.
     returns: undiscounted episode return(s) in the environment's reward units, a float or an
       array of any shape.
 
@@ -171,7 +190,7 @@ def d4rl_normalized_score(
     The normalized score(s): a float for a scalar input, else a float64 array of the same shape.
 
   Raises:
-    ValueError: if `env_name` is unknown.
+    ValueError: if `env_name` is unknown or its Minari dataset unreadable.
   """
   info = get_dataset_info(env_name)
   scores = 100.0 * (np.asarray(returns, dtype=np.float64) - info.ref_min_score) / (

@@ -68,7 +68,8 @@ from cql_sac import finetune
 
 from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
-from cql_sac.datasets.loading import load_episodes
+from cql_sac.datasets.loading import load_episode_steps
+from cql_sac.datasets.minari import evaluation_env_name
 from cql_sac.datasets.normalization import corl_reward_scale
 from cql_sac.datasets.normalization import observation_statistics
 from cql_sac.datasets.replay import InMemoryReplay
@@ -78,7 +79,6 @@ from cql_sac.datasets.replay import build_online_replay
 from cql_sac.datasets.replay import build_replay
 from cql_sac.datasets.returns import returns_to_go
 from cql_sac.datasets.steps import EpisodeSteps
-from cql_sac.datasets.steps import read_episode_steps
 from cql_sac.datasets.validation import DatasetStats
 from cql_sac.datasets.validation import validate_episodes
 from cql_sac.envs import load_env
@@ -122,7 +122,7 @@ class TrainEvalResult(NamedTuple):
 @gin.configurable
 def train_eval(
     root_dir: str,
-    env_name: str,
+    env_name: Optional[str],
     dataset_name: str,
     data_dir: Optional[str] = None,
     # Training params
@@ -197,8 +197,10 @@ def train_eval(
       policies/ (SavedModels and policy checkpoints). With an averaged actor
       (gin `CqlSacAgent.actor_ema_tau`) eval/ and policies/ema_greedy_policy are the
       averaged actor's, and eval_raw_actor/ scores the trained actor at the same steps.
-    env_name: D4RL environment name, e.g. 'hopper-medium-v2'; evaluation runs in it.
-    dataset_name: TFDS RLDS name or a directory written by this package.
+    env_name: D4RL environment name, e.g. 'hopper-medium-v2'; evaluation runs in it. None
+      for a Minari dataset, which names its environment (`cql_sac.datasets.minari`).
+    dataset_name: TFDS RLDS name, a directory written by this package, or a Minari dataset
+      ('minari:<dataset_id>' or its directory; `cql_sac.minari_tasks`).
     data_dir: TFDS data directory; None for TFDS's default.
     tpu: Whether to train on a TPU.
     use_gpu: Whether to train with a MirroredStrategy over the local GPUs.
@@ -292,6 +294,7 @@ def train_eval(
       with different network shapes.
   """
   config = SimpleNamespace(**locals())
+  config.env_name = env_name = _evaluation_env_name(env_name, dataset_name)
   check_config(config)
   logging.info('Training CQL-SAC on %s from %s into %s', env_name, dataset_name, root_dir)
   if seed is not None:  # Python's, NumPy's and TF's generators: Keras' unseeded initializers
@@ -322,6 +325,23 @@ def train_eval(
       dataset_num_episodes=data.stats.num_episodes,
       dataset_num_transitions=data.stats.num_transitions,
       dataset_mean_episode_return=data.stats.mean_episode_return)
+
+
+def _evaluation_env_name(env_name: Optional[str], dataset_name: str) -> str:
+  """--env_name, or the Minari dataset's environment (`minari.evaluation_env_name`).
+
+  Raises:
+    ConfigError: If neither names an environment, or they disagree.
+  """
+  try:
+    env_name = evaluation_env_name(env_name, dataset_name)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  if env_name is None:
+    raise ConfigError(f'--env_name is required with --dataset_name={dataset_name} (only a '
+                      'Minari dataset names its environment). Pass e.g. '
+                      '--env_name=hopper-medium-v2.')
+  return env_name
 
 
 class _Dataset(NamedTuple):
@@ -363,9 +383,8 @@ def _load_dataset(config: SimpleNamespace) -> _Dataset:
   except ValueError as e:
     raise ConfigError(f'Unknown --env_name={env_name}: {e}') from e
   try:  # Read once into memory; validation and Reverb both use this copy.
-    episodes = read_episode_steps(
-        load_episodes(dataset_name, data_dir=config.data_dir, take=config.data_take),
-        dataset_name)
+    episodes = load_episode_steps(dataset_name, data_dir=config.data_dir,
+                                  take=config.data_take)
   except ValueError as e:  # TFDS's DatasetNotFoundError is a ValueError too.
     raise ConfigError(f'Cannot load --dataset_name={dataset_name}: {e}') from e
   try:
@@ -818,6 +837,15 @@ def parse_gin_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> N
     raise ConfigError(f'Bad gin configuration: {message}') from e
 
 
+def _gin_binds(parameter: str) -> bool:
+  """Whether the parsed gin config binds `parameter` ('configurable.name')."""
+  try:
+    gin.query_parameter(parameter)
+  except ValueError:
+    return False
+  return True
+
+
 def _define_flags() -> None:
   """Defines the binary's flags; at run time, so that importing this module defines none.
 
@@ -826,9 +854,12 @@ def _define_flags() -> None:
   flags.DEFINE_string('root_dir', None, 'Directory for TensorBoard logs, checkpoints and '
                       'policies. Rerunning with the same root_dir resumes.', required=True)
   flags.DEFINE_string('env_name', None, 'D4RL environment name, e.g. hopper-medium-v2 or '
-                      'antmaze-medium-play-v0; evaluation runs in it.', required=True)
+                      'antmaze-medium-play-v0; evaluation runs in it. Not needed for a Minari '
+                      'dataset (its metadata names the environment).')
   flags.DEFINE_string('dataset_name', None, 'TFDS RLDS name (e.g. d4rl_mujoco_hopper/v2-medium)'
-                      ' or a directory written by cql_sac_make_dataset.', required=True)
+                      ', a directory written by cql_sac_make_dataset, or a Minari dataset: '
+                      'minari:<dataset_id> (e.g. minari:mujoco/hopper/medium-v0) or its '
+                      'directory.', required=True)
   flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s); includes inside resolve '
                             'relative to the including file.')
   flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings, e.g. "train_eval.batch_size=64".')
@@ -863,6 +894,8 @@ def main(argv: Sequence[str]) -> None:
   overrides = {name: args[name].value for name in _TRAIN_EVAL_FLAGS if args[name].present}
   try:
     parse_gin_config(args.gin_file, args.gin_bindings + args.gin_param)
+    if not _gin_binds('train_eval.env_name'):
+      overrides.setdefault('env_name', None)  # Optional for a Minari dataset.
     logging.info('Gin bindings:\n%s', gin.config_str())
     result = train_eval(**overrides)
   except ConfigError as e:

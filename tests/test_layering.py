@@ -4,7 +4,8 @@ The layers, from the bottom (a module may import any module listed before its ow
 
  1. `cql_sac` (the package root: `__version__`), `cql_sac.cli` (absl flag helpers) and
     `cql_sac.summaries` (reading TensorBoard scalars): no cql_sac imports.
- 2. `cql_sac.tasks`: the D4RL task registry (names, gym ids, time limits, score constants).
+ 2. `cql_sac.tasks`: the D4RL task registry (names, gym ids, time limits, score constants), and
+    `cql_sac.minari_tasks`: where Minari datasets live, their environments and scores.
  3. `cql_sac.envs`: the gymnasium simulators of those tasks as TF-Agents environments.
  4. `cql_sac.critic_network`: the multi-action critic and Q-value helpers.
  5. `cql_sac.networks`: the network factory (and `ObservationStatistics`, its input).
@@ -33,7 +34,7 @@ PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent / 'cql_sac'
 
 LAYERS = (
     ('cql_sac', 'cql_sac.cli', 'cql_sac.summaries'),
-    ('cql_sac.tasks',),
+    ('cql_sac.tasks', 'cql_sac.minari_tasks'),
     ('cql_sac.envs',),
     ('cql_sac.critic_network',),
     ('cql_sac.networks',),

@@ -13,7 +13,10 @@ import rlds
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from cql_sac import minari_tasks
 from cql_sac import tasks
+from cql_sac.datasets import minari
+from cql_sac.datasets import steps
 from cql_sac.datasets import writing
 
 # Step fields cast to float32 on load: D4RL v1 medium-replay/full-replay (TFDS configs
@@ -88,6 +91,29 @@ def load_episodes(dataset_name: str, data_dir: Optional[str] = None,
   return episodes
 
 
+def load_episode_steps(dataset_name: str, data_dir: Optional[str] = None,
+                       take: Optional[int] = None) -> steps.EpisodeSteps:
+  """Reads a whole dataset into memory: a Minari dataset or an RLDS one (`load_episodes`).
+
+  Args:
+    dataset_name: 'minari:<dataset_id>' or a Minari dataset directory
+      (`cql_sac.datasets.minari`), else as `load_episodes`.
+    data_dir: as `load_episodes` (unused for Minari datasets).
+    take: keep only the first `take` episodes; None keeps all.
+
+  Returns:
+    The dataset's `EpisodeSteps`.
+
+  Raises:
+    ValueError: as `load_episodes`, `steps.read_episode_steps` or
+      `minari.read_minari_steps`; the message says how to fix it.
+  """
+  if minari_tasks.is_minari_name(dataset_name):
+    return minari.read_minari_steps(dataset_name, take=take)
+  return steps.read_episode_steps(load_episodes(dataset_name, data_dir=data_dir, take=take),
+                                  dataset_name)
+
+
 def recorded_env_name(dataset_name: str) -> Optional[str]:
   """The D4RL environment a dataset was recorded in, when the dataset says so.
 
@@ -95,12 +121,15 @@ def recorded_env_name(dataset_name: str) -> Optional[str]:
     dataset_name: as `load_episodes`: a directory written by this project (its
       `cql_sac_metadata.json` names `env_name`) or a TFDS D4RL name such as
       'd4rl_mujoco_hopper/v2-medium' (optionally with ':version'), looked up in
-      `cql_sac.tasks`'s registry.
+      `cql_sac.tasks`'s registry; or a Minari dataset.
 
   Returns:
-    The D4RL environment name, or None if the dataset does not say (another TFDS dataset,
-    a directory without the metadata file).
+    The D4RL environment name, the Minari task name (`dataset_name` itself) for a Minari
+    dataset, or None if the dataset does not say (another TFDS dataset, a directory without
+    the metadata file).
   """
+  if minari_tasks.is_minari_name(dataset_name):
+    return dataset_name
   metadata_path = os.path.join(dataset_name, writing.METADATA_FILE)
   if tf.io.gfile.exists(metadata_path):
     with tf.io.gfile.GFile(metadata_path) as f:
