@@ -1,8 +1,9 @@
-"""Records a policy acting in a D4RL task's real MuJoCo simulation as an RLDS dataset.
+"""Records a policy acting in a D4RL task's real MuJoCo simulation as an RLDS or Minari dataset.
 
 This is how D4RL's datasets were made (a policy run in the environment, terminals and time-limit
 ends marked), and how users record their own: the result loads with
-`cql_sac.datasets.loading.load_episodes(<directory>)` like a TFDS D4RL dataset.
+`cql_sac.datasets.loading.load_episodes(<directory>)` like a TFDS D4RL dataset, or, written with
+`dataset_format='minari'`, with `minari.load_dataset` and `--dataset_name=<directory>`.
 """
 
 from typing import Any, Dict, Optional, Union
@@ -14,10 +15,12 @@ from tf_agents.policies import random_py_policy
 import cql_sac
 from cql_sac import envs
 from cql_sac import tasks
+from cql_sac.datasets import minari_writing
 from cql_sac.datasets import writing
 from cql_sac.recording import numpy_actor
 
 RANDOM_POLICY = 'random'
+DATASET_FORMATS = ('rlds', 'minari')
 # The quickstart's dataset (`cql_sac_make_dataset --quickstart`): the shipped Hopper behaviour
 # actor (greedy return 1,310.8) with BCQ's imperfect-demonstration noise (N(0, 0.3^2), 30%
 # uniform-random actions) in 20% of the episodes and uniform-random actions in the other 80%,
@@ -50,7 +53,8 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
                   max_episode_steps: Optional[int] = None,
                   extra_metadata: Optional[Dict[str, Any]] = None,
                   action_noise: float = 0.0, random_action_probability: float = 0.0,
-                  random_episode_probability: float = 0.0) -> str:
+                  random_episode_probability: float = 0.0, dataset_format: str = 'rlds',
+                  minari_dataset_id: Optional[str] = None) -> str:
   """Runs `policy` in the environment for `num_steps` steps and writes an RLDS dataset.
 
   Episodes end at a terminal state (discount 0, is_terminal) or at the time limit (discount 1,
@@ -74,14 +78,21 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
     action_noise: For a `.npz` policy: standard deviation of the Gaussian action noise.
     random_action_probability: For a `.npz` policy: probability of a uniform-random action.
     random_episode_probability: For a `.npz` policy: probability of a uniform-random episode.
+    dataset_format: 'rlds' (`writing.RldsWriter`) or 'minari' (`minari_writing.MinariWriter`,
+      with the task's reference scores).
+    minari_dataset_id: for 'minari', the dataset id; None for
+      `minari_writing.default_dataset_id(output_dir)`.
 
   Returns:
-    `output_dir`, which `load_episodes` accepts as dataset_name.
+    `output_dir`, which `--dataset_name` accepts.
 
   Raises:
-    ValueError: for an unknown env_name, num_steps < 1, an output_dir that holds a dataset,
-      noise given for a policy that is not a `.npz` file, or noise out of range.
+    ValueError: for an unknown env_name or dataset_format, num_steps < 1, an output_dir that
+      holds a dataset, noise given for a policy that is not a `.npz` file, noise out of range,
+      or a malformed Minari dataset id.
   """
+  if dataset_format not in DATASET_FORMATS:
+    raise ValueError(f'dataset_format must be one of {DATASET_FORMATS}, got {dataset_format!r}.')
   if num_steps < 1:
     raise ValueError(f'num_steps must be at least 1, got {num_steps}.')
   noise = {'action_noise': action_noise, 'random_action_probability': random_action_probability,
@@ -102,7 +113,12 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
   }
   if noisy:
     metadata.update(noise)
-  writer = writing.RldsWriter(output_dir, info.observation_dim, info.action_dim, metadata)
+  if dataset_format == 'minari':
+    writer = minari_writing.MinariWriter(
+        output_dir, env, metadata, minari_dataset_id,
+        reference_scores=(info.ref_min_score, info.ref_max_score))
+  else:
+    writer = writing.RldsWriter(output_dir, info.observation_dim, info.action_dim, metadata)
   time_step = env.reset()
   writer.begin_episode(time_step.observation)
   policy_state = actor.get_initial_state(batch_size=None)

@@ -6,6 +6,8 @@
   cql_sac_make_dataset --env_name=hopper-medium-v2 --from_hdf5=hopper_medium-v2.hdf5 \
       --output_dir=/tmp/hopper_medium
   cql_sac_make_dataset --quickstart --output_dir=/tmp/quickstart  # The README's quickstart data.
+  cql_sac_make_dataset --env_name=hopper-medium-v2 --format=minari \
+      --output_dir=$MINARI_DATASETS_PATH/cql_sac/hopper-random-v0  # minari.load_dataset loads it.
 
 Train on the result with `--dataset_name=<output_dir>`.
 """
@@ -44,11 +46,20 @@ _QUICKSTART = flags.DEFINE_bool(
     '--env_name, --policy, --num_steps and the noise flags, which must not be given.')
 _FROM_HDF5 = flags.DEFINE_string(
     'from_hdf5', None, 'Convert this D4RL .hdf5 file instead of running a policy.')
+_FORMAT = flags.DEFINE_enum(
+    'format', 'rlds', collect.DATASET_FORMATS, "'rlds' (TFDS directory) or 'minari' (Minari's "
+    'HDF5 layout, which minari.load_dataset loads; not with --from_hdf5).')
+_MINARI_DATASET_ID = flags.DEFINE_string(
+    'minari_dataset_id', None, "With --format=minari: the dataset id, e.g. "
+    "cql_sac/hopper-random-v0; default: --output_dir relative to $MINARI_DATASETS_PATH (or "
+    "~/.minari/datasets) when under it, else cql_sac/<basename of --output_dir>.")
 
 
 def main(argv=None) -> None:
   """Entry point of the console script `cql_sac_make_dataset`."""
   def run(unused_argv):
+    writer_format = {'dataset_format': _FORMAT.value,
+                     'minari_dataset_id': _MINARI_DATASET_ID.value}
     if _QUICKSTART.value:
       given = [name for name in ('env_name', 'policy', 'num_steps', 'action_noise',
                                  'random_action_probability', 'random_episode_probability',
@@ -57,10 +68,13 @@ def main(argv=None) -> None:
         raise app.UsageError(f'--quickstart sets --{", --".join(given)}; drop them, or drop '
                              '--quickstart to record your own dataset.')
       path = collect.write_dataset(output_dir=_OUTPUT_DIR.value, seed=_SEED.value,
-                                   **collect.QUICKSTART_DATASET)
+                                   **collect.QUICKSTART_DATASET, **writer_format)
     elif not _ENV_NAME.value:
       raise app.UsageError('--env_name is required (or --quickstart).')
     elif _FROM_HDF5.value:
+      if _FORMAT.value != 'rlds':
+        raise app.UsageError('--from_hdf5 converts to RLDS only; drop --format (Minari hosts '
+                             'D4RL\'s datasets itself: minari download D4RL/...).')
       path = hdf5.convert_hdf5(_FROM_HDF5.value, _ENV_NAME.value, _OUTPUT_DIR.value)
     else:
       path = collect.write_dataset(_ENV_NAME.value, _POLICY.value, _NUM_STEPS.value,
@@ -68,8 +82,9 @@ def main(argv=None) -> None:
                                    max_episode_steps=_MAX_EPISODE_STEPS.value,
                                    action_noise=_ACTION_NOISE.value,
                                    random_action_probability=_RANDOM_ACTION_PROBABILITY.value,
-                                   random_episode_probability=_RANDOM_EPISODE_PROBABILITY.value)
-    print(f'Wrote RLDS dataset to {path}')
+                                   random_episode_probability=_RANDOM_EPISODE_PROBABILITY.value,
+                                   **writer_format)
+    print(f'Wrote {"Minari" if _FORMAT.value == "minari" else "RLDS"} dataset to {path}')
   app.run(run, argv=argv)
 
 
