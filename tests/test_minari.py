@@ -23,6 +23,7 @@ from cql_sac.datasets import minari as minari_reader
 from cql_sac.datasets import transitions
 from cql_sac.datasets import validation
 from cql_sac.recording import collect
+from cql_sac.recording import make_behavior
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'minari')
 HOPPER_ID = 'cql_sac_test/hopper-random-v0'
@@ -222,3 +223,22 @@ def test_real_minari_loads_a_project_written_dataset(tmp_path, monkeypatch):
   np.testing.assert_array_equal(np.concatenate([e.observations for e in episodes]),
                                 ours.observation)
   assert sum(bool(e.terminations[-1]) for e in episodes) == int(ours.is_terminal.sum())
+
+
+@pytest.mark.slow
+def test_make_behavior_writes_minari_datasets(tmp_path):
+  result = make_behavior.make_behavior_datasets(
+      'hopper', str(tmp_path), max_env_steps=120, target_return=1e9, initial_collect_steps=60,
+      eval_interval=30, eval_episodes=1, medium_steps=50, random_steps=40,
+      hidden_layers=(8,), batch_size=8, max_episode_steps=20, seed=1, dataset_format='minari')
+  expected_steps = {'medium': 50, 'random': 40, 'medium-replay': result.policy_env_steps}
+  for kind, path in result.dataset_dirs.items():
+    with open(os.path.join(path, 'data', 'metadata.json')) as f:
+      metadata = json.load(f)
+    assert metadata['dataset_id'] == f'cql_sac/hopper-{kind}-v2'
+    stats = validation.validate_episodes(loading.load_episode_steps(path), path,
+                                         envs.load_env(path).observation_spec(),
+                                         envs.load_env(path).action_spec())
+    assert expected_steps[kind] - stats.num_transitions in (
+        (0,) if kind != 'medium-replay' else (0, 1))
+    assert metadata['total_steps'] == stats.num_transitions

@@ -35,6 +35,44 @@ QUICKSTART_DATASET = {
 }
 
 
+def check_dataset_format(dataset_format: str) -> None:
+  """Raises ValueError unless `dataset_format` is one of `DATASET_FORMATS`."""
+  if dataset_format not in DATASET_FORMATS:
+    raise ValueError(f'dataset_format must be one of {DATASET_FORMATS}, got {dataset_format!r}.')
+
+
+def open_writer(env_name: str, env: envs.GymnasiumEnvironment, output_dir: str,
+                metadata: Dict[str, Any], dataset_format: str = 'rlds',
+                minari_dataset_id: Optional[str] = None
+                ) -> Union[writing.RldsWriter, minari_writing.MinariWriter]:
+  """Opens the writer of `dataset_format` for episodes recorded in `env`.
+
+  Args:
+    env_name: D4RL name of the task (observation and action sizes; reference scores).
+    env: the recording environment (for Minari: its gymnasium spec and spaces).
+    output_dir: new directory for the dataset.
+    metadata: JSON-serializable record of how the data was made.
+    dataset_format: 'rlds' (`writing.RldsWriter`) or 'minari' (`minari_writing.MinariWriter`,
+      with the task's reference scores).
+    minari_dataset_id: for 'minari', the dataset id; None for
+      `minari_writing.default_dataset_id(output_dir)`.
+
+  Returns:
+    The writer (`begin_episode`, `add_step`, `close`).
+
+  Raises:
+    ValueError: for an unknown format or env_name, an output_dir holding a dataset, or a
+      malformed Minari dataset id.
+  """
+  check_dataset_format(dataset_format)
+  info = tasks.get_dataset_info(env_name)
+  if dataset_format == 'minari':
+    return minari_writing.MinariWriter(
+        output_dir, env, metadata, minari_dataset_id,
+        reference_scores=(info.ref_min_score, info.ref_max_score))
+  return writing.RldsWriter(output_dir, info.observation_dim, info.action_dim, metadata)
+
+
 def _make_policy(policy: Union[str, py_policy.PyPolicy], env, seed: Optional[int],
                  noise: Dict[str, float]) -> py_policy.PyPolicy:
   if isinstance(policy, py_policy.PyPolicy):
@@ -91,8 +129,7 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
       holds a dataset, noise given for a policy that is not a `.npz` file, noise out of range,
       or a malformed Minari dataset id.
   """
-  if dataset_format not in DATASET_FORMATS:
-    raise ValueError(f'dataset_format must be one of {DATASET_FORMATS}, got {dataset_format!r}.')
+  check_dataset_format(dataset_format)
   if num_steps < 1:
     raise ValueError(f'num_steps must be at least 1, got {num_steps}.')
   noise = {'action_noise': action_noise, 'random_action_probability': random_action_probability,
@@ -113,12 +150,7 @@ def write_dataset(env_name: str, policy: Union[str, py_policy.PyPolicy], num_ste
   }
   if noisy:
     metadata.update(noise)
-  if dataset_format == 'minari':
-    writer = minari_writing.MinariWriter(
-        output_dir, env, metadata, minari_dataset_id,
-        reference_scores=(info.ref_min_score, info.ref_max_score))
-  else:
-    writer = writing.RldsWriter(output_dir, info.observation_dim, info.action_dim, metadata)
+  writer = open_writer(env_name, env, output_dir, metadata, dataset_format, minari_dataset_id)
   time_step = env.reset()
   writer.begin_episode(time_step.observation)
   policy_state = actor.get_initial_state(batch_size=None)

@@ -22,7 +22,8 @@ PyDriver, Learner and a Reverb replay table, in the gymnasium MuJoCo environment
      `cql_sac.recording.numpy_actor` runs without TensorFlow) and writes
      `<env>-medium-v2` (its rollouts), `<env>-medium-replay-v2` (every transition collected up
      to the step it was chosen at) and `<env>-random-v2` under `<output_dir>`, each with its
-     policy's return, training steps and seed in the metadata.
+     policy's return, training steps and seed in the metadata; as RLDS, or with
+     `--format=minari` in Minari's layout (`cql_sac.datasets.minari_writing`).
 """
 
 import os
@@ -51,7 +52,6 @@ from cql_sac import envs
 from cql_sac import eval as cql_eval
 from cql_sac import tasks
 from cql_sac.datasets import replay as replay_lib
-from cql_sac.datasets import writing
 from cql_sac.networks import make_networks
 from cql_sac.recording import collect
 from cql_sac.recording import numpy_actor
@@ -95,7 +95,7 @@ class _TrajectoryLog:
 
 
 def _write_replay(trajectories: Sequence[trajectory_lib.Trajectory], output_dir: str,
-                  env_name: str, metadata: Dict[str, Any]) -> str:
+                  env_name: str, env, metadata: Dict[str, Any], dataset_format: str) -> str:
   """Writes logged trajectories as an RLDS dataset, cutting the last episode where they end.
 
   Trajectory t holds o_t, a_t, r_t and the discount that followed; o_{t+1} is the observation
@@ -106,13 +106,14 @@ def _write_replay(trajectories: Sequence[trajectory_lib.Trajectory], output_dir:
     trajectories: Unbatched trajectories in collection order, starting with a FIRST one.
     output_dir: New directory for the dataset.
     env_name: D4RL name, for the observation and action sizes.
+    env: The environment the trajectories were collected in.
     metadata: How the data was made; stored in the dataset.
+    dataset_format: 'rlds' or 'minari' (`collect.open_writer`).
 
   Returns:
     `output_dir`.
   """
-  info = tasks.get_dataset_info(env_name)
-  writer = writing.RldsWriter(output_dir, info.observation_dim, info.action_dim, metadata)
+  writer = collect.open_writer(env_name, env, output_dir, metadata, dataset_format)
   last = len(trajectories) - 2  # Index of the last trajectory with a known next observation.
   for i, traj in enumerate(trajectories[:last + 1]):
     if traj.is_first():
@@ -138,6 +139,7 @@ def make_behavior_datasets(
     batch_size: int = 256,
     max_episode_steps: Optional[int] = None,
     seed: int = 0,
+    dataset_format: str = 'rlds',
 ) -> BehaviorResult:
   """Trains SAC online and writes the random, medium and medium-replay datasets.
 
@@ -157,13 +159,16 @@ def make_behavior_datasets(
     batch_size: SAC batch size.
     max_episode_steps: Time limit override (tests); None uses D4RL's 1000.
     seed: Seeds TensorFlow, NumPy, the environments and the random policy.
+    dataset_format: 'rlds' or 'minari' (`collect.open_writer`).
 
   Returns:
     A `BehaviorResult`.
 
   Raises:
-    ValueError: For an unknown `env`, or `max_env_steps` not above `initial_collect_steps`.
+    ValueError: For an unknown `env` or `dataset_format`, or `max_env_steps` not above
+      `initial_collect_steps`.
   """
+  collect.check_dataset_format(dataset_format)
   if env not in ENVS:
     raise ValueError(f'env must be one of {ENVS}, got {env!r}.')
   if max_env_steps <= initial_collect_steps:
@@ -196,15 +201,16 @@ def make_behavior_datasets(
              'behavior_target_return': float(target_return)}
   dirs = {kind: os.path.join(output_dir, name) for kind, name in names.items()}
   _write_replay(log.trajectories[:best.num_logged], dirs['medium-replay'],
-                names['medium-replay'], {
+                names['medium-replay'], collect_env, {
                     **made_by, 'cql_sac_version': cql_sac.__version__,
                     'source': 'sac_replay_buffer', 'env_name': names['medium-replay'],
-                    'initial_random_steps': initial_collect_steps})
+                    'initial_random_steps': initial_collect_steps}, dataset_format)
   collect.write_dataset(names['medium'], policy_dir, medium_steps, dirs['medium'],
                         seed=seed + 2, max_episode_steps=max_episode_steps,
-                        extra_metadata=made_by)
+                        extra_metadata=made_by, dataset_format=dataset_format)
   collect.write_dataset(names['random'], collect.RANDOM_POLICY, random_steps, dirs['random'],
-                        seed=seed + 3, max_episode_steps=max_episode_steps)
+                        seed=seed + 3, max_episode_steps=max_episode_steps,
+                        dataset_format=dataset_format)
   return BehaviorResult(float(best.mean_return), best.env_steps, best.train_steps, dirs)
 
 
@@ -348,6 +354,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer('medium_steps', 100000, 'Transitions in <env>-medium.')
   flags.DEFINE_integer('random_steps', 100000, 'Transitions in <env>-random.')
   flags.DEFINE_integer('seed', 0, 'Seed.')
+  flags.DEFINE_enum('format', 'rlds', collect.DATASET_FORMATS, "Datasets' format: 'rlds' or "
+                    "'minari' (Minari's HDF5 layout, which minari.load_dataset loads).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -361,7 +369,8 @@ def main(argv: Sequence[str]) -> None:
       args.env, args.output_dir, max_env_steps=args.max_env_steps,
       target_return=args.target_return, initial_collect_steps=args.initial_collect_steps,
       eval_interval=args.eval_interval, eval_episodes=args.eval_episodes,
-      medium_steps=args.medium_steps, random_steps=args.random_steps, seed=args.seed)
+      medium_steps=args.medium_steps, random_steps=args.random_steps, seed=args.seed,
+      dataset_format=args.format)
   print(f'Medium policy: mean return {result.policy_return:.1f} after '
         f'{result.policy_env_steps} environment steps ({result.policy_train_steps} SAC steps)')
   for kind, path in result.dataset_dirs.items():
