@@ -133,12 +133,14 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
     self._env.close()
 
 
-class D4rlAntMazeObservation(gym.ObservationWrapper):
+class D4rlAntMazeObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
   """Turns gymnasium-robotics' AntMaze dict observation into D4RL's 29-dim vector.
 
   Output: float64 [x, y, z, quaternion (4), 8 joint angles, 14 velocities] with x, y in D4RL's
   maze frame (metres; origin at the centre of start cell (1, 1), row index along +y). Expects a
-  maze laid out by `make_gym_env`, i.e. D4RL's map with its rows reversed.
+  maze laid out by `make_gym_env`, i.e. D4RL's map with its rows reversed. Recorded in the
+  environment's spec (`RecordConstructorArgs`), so `gym.make(env.spec)` rebuilds it, as
+  Minari datasets written here need (`cql_sac.datasets.minari_writing`).
   """
 
   def __init__(self, env: gym.Env):
@@ -148,7 +150,8 @@ class D4rlAntMazeObservation(gym.ObservationWrapper):
       env: a gymnasium-robotics AntMaze environment (dict observation) built with a row-reversed
         D4RL maze map.
     """
-    super().__init__(env)
+    gym.utils.RecordConstructorArgs.__init__(self)
+    gym.ObservationWrapper.__init__(self, env)
     maze = env.unwrapped.maze
     scaling = maze.maze_size_scaling
     # gymnasium cell centre: x = (col + .5) s - x_c, y = y_c - (row' + .5) s with row' the
@@ -166,7 +169,7 @@ class D4rlAntMazeObservation(gym.ObservationWrapper):
                            observation['observation']])
 
 
-class GoalObservationVector(gym.ObservationWrapper):
+class GoalObservationVector(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
   """Turns a goal Dict observation into [achieved_goal, observation, desired_goal].
 
   The layout of `cql_sac.minari_tasks.flatten_goal_observation`, which the Minari reader
@@ -176,7 +179,8 @@ class GoalObservationVector(gym.ObservationWrapper):
 
   def __init__(self, env: gym.Env):
     """Wraps an environment whose observation space is a Dict of the goal keys' Boxes."""
-    super().__init__(env)
+    gym.utils.RecordConstructorArgs.__init__(self)
+    gym.ObservationWrapper.__init__(self, env)
     spaces = env.observation_space
     low = minari_tasks.flatten_goal_observation({k: spaces[k].low for k in spaces.keys()})
     high = minari_tasks.flatten_goal_observation({k: spaces[k].high for k in spaces.keys()})

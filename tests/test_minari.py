@@ -242,3 +242,12 @@ def test_make_behavior_writes_minari_datasets(tmp_path):
     assert expected_steps[kind] - stats.num_transitions in (
         (0,) if kind != 'medium-replay' else (0, 1))
     assert metadata['total_steps'] == stats.num_transitions
+
+
+def test_project_written_antmaze_dataset_rebuilds_its_wrapped_environment(tmp_path):
+  path = collect.write_dataset('antmaze-umaze-v2', 'random', 30, str(tmp_path / 'antmaze-v0'),
+                               seed=0, max_episode_steps=20, dataset_format='minari')
+  steps = loading.load_episode_steps(path)
+  env = envs.load_env(path)  # gym.make(env_spec) with the D4RL observation wrapper.
+  assert env.observation_spec().shape == steps.observation.shape[1:] == (29,)
+  validation.validate_episodes(steps, path, env.observation_spec(), env.action_spec())
