@@ -92,6 +92,13 @@ def test_evaluation_env_and_score_come_from_the_metadata(tmp_path):
     json.dump(metadata, f)
   # The metadata's references, not D4RL's Hopper table (-20.27, 3234.3).
   assert tasks.d4rl_normalized_score(copy, 510.0) == pytest.approx(50.0)
+  # An evaluation spec, when the dataset has one (D4RL's AntMaze on Minari), wins.
+  eval_spec = json.loads(metadata['env_spec'])
+  eval_spec['max_episode_steps'] = 17
+  metadata['eval_env_spec'] = json.dumps(eval_spec)
+  with open(metadata_path, 'w') as f:
+    json.dump(metadata, f)
+  assert envs.load_env(copy).gym.spec.max_episode_steps == 17
 
 
 def test_dict_observations_keep_the_goal(caplog):
