@@ -16,7 +16,9 @@ import tensorflow as tf
 
 from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
+from cql_sac.datasets.holdout import holdout_seed
 from cql_sac.datasets.loading import recorded_env_name
+from cql_sac.run_record import read_run_record
 from cql_sac.tasks import get_dataset_info
 
 
@@ -33,8 +35,9 @@ def check_config(config: SimpleNamespace) -> None:
   Raises:
     ConfigError: For a numeric argument out of range (`_check_numbers`), `sample_in_loop`
       with a remote replay or several devices, an option that needs cql_sac's agent with
-      another agent class, bad online settings (`_check_online`), Cal-QL with an external
-      Reverb server, or an unwritable `root_dir`.
+      another agent class, bad online settings (`_check_online`), a bad or changed
+      `holdout_fraction` (`_check_holdout`), Cal-QL with an external Reverb server, or an
+      unwritable `root_dir`.
   """
   arguments = vars(config)
   _check_numbers(arguments)
@@ -52,6 +55,7 @@ def check_config(config: SimpleNamespace) -> None:
                         f'train_eval.{option} = False for a reference run.')
   if config.online_env_steps:
     _check_online(arguments)
+  _check_holdout(config)
   if config.replay_server_address and issubclass(agent_class, CalQlAgent):
     raise ConfigError('CalQlAgent needs returns-to-go in the replay, which an external Reverb '
                       'server does not store; drop --replay_server_address.')
@@ -146,6 +150,36 @@ def _check_online(arguments: Dict[str, object]) -> None:
     raise ConfigError(f'--dataset_name={arguments["dataset_name"]} was recorded in {recorded}, '
                       f'not in --env_name={env_name}: online fine-tuning would add another '
                       'task\'s transitions. Pass the environment of the dataset.')
+
+
+def _check_holdout(config: SimpleNamespace) -> None:
+  """Checks `holdout_fraction` and that a resumed run holds out the episodes it held out before.
+
+  Raises:
+    ConfigError: For a fraction outside [0, 1), an unreadable root_dir/run_record.json, or one
+      recording another fraction or split seed.
+  """
+  fraction = config.holdout_fraction
+  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
+      0.0 <= fraction < 1.0):
+    raise ConfigError(f'train_eval.holdout_fraction is the share of episodes held out of '
+                      f'training and must be in [0, 1), got {fraction!r}. Set it with '
+                      '--gin_bindings="train_eval.holdout_fraction = 0.1" (0.0: hold none out).')
+  try:
+    record = read_run_record(config.root_dir)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  if record is None or 'holdout' not in record:
+    return
+  recorded = record['holdout']
+  given = (float(fraction), holdout_seed(config.seed))
+  if (recorded.get('fraction'), recorded.get('seed')) != given and (
+      recorded.get('fraction') or given[0]):  # With nothing held out the seed plays no part.
+    raise ConfigError(
+        f'--root_dir={config.root_dir} was trained holding out a fraction '
+        f'{recorded.get("fraction")} of the episodes with seed {recorded.get("seed")}, not '
+        f'{given[0]} with seed {given[1]}; resuming would train on other episodes. Pass the '
+        'same holdout_fraction and --seed, or another --root_dir.')
 
 
 def _check_root_dir(root_dir: str) -> None:

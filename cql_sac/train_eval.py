@@ -68,6 +68,9 @@ from cql_sac import finetune
 
 from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
+from cql_sac.datasets.holdout import holdout_episodes
+from cql_sac.datasets.holdout import holdout_seed
+from cql_sac.datasets.holdout import split_episodes
 from cql_sac.datasets.loading import load_episode_steps
 from cql_sac.datasets.minari import evaluation_env_name
 from cql_sac.datasets.normalization import corl_reward_scale
@@ -87,6 +90,8 @@ from cql_sac.learner import iterations_until_next_stop
 from cql_sac.networks import ObservationStatistics
 from cql_sac.networks import make_networks
 from cql_sac import policies
+from cql_sac.run_record import RUN_RECORD_FILE
+from cql_sac.run_record import write_run_record
 from cql_sac.summaries import read_scalars
 
 # Flags passed on to `train_eval` when given on the command line.
@@ -163,6 +168,7 @@ def train_eval(
     action_clipping: Optional[Tuple[types.Float, types.Float]] = None,
     data_prefetch: int = 10,
     data_take: Optional[int] = None,
+    holdout_fraction: types.Float = 0.0,
     pad_end_of_episodes: bool = False,
     reverb_port: Optional[int] = None,
     replay_server_address: Optional[str] = None,
@@ -249,6 +255,9 @@ def train_eval(
     action_clipping: (min, max) clip of dataset actions, or None.
     data_prefetch: Batches prefetched from Reverb.
     data_take: Use only the first `data_take` episodes of the dataset.
+    holdout_fraction: The share of whole episodes, in [0, 1), held out of training by a rule
+      seeded with `seed` (0 if None) for offline policy evaluation (`cql_sac_select`);
+      root_dir/run_record.json names them (`cql_sac.datasets.holdout`). 0: train on all.
     pad_end_of_episodes: Whether 1-step episodes are kept, padded with a zero step.
     reverb_port: Port of the in-process Reverb server; None picks a free one.
     replay_server_address: 'host:port' of an external Reverb server to fill and sample
@@ -301,6 +310,7 @@ def train_eval(
     tf.keras.utils.set_random_seed(seed)  # draw from Python's `random`.
   data = _load_dataset(config)
   check_checkpoint(os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
+  _record_run(config, data)
   replays = _build_replay(config, data)
   try:
     training = _build_agent(config, data)
@@ -354,17 +364,20 @@ class _Dataset(NamedTuple):
     observation_statistics: `ObservationStatistics` for the networks, or None.
     reward_scale_factor: `train_eval.reward_scale_factor`, times CORL's factor with
       `normalize_rewards`.
+    held_out: int64 [K] indices of the episodes held out of `episodes` (`holdout_fraction`).
   """
   env: py_environment.PyEnvironment
   episodes: EpisodeSteps
   stats: DatasetStats
   observation_statistics: Optional[ObservationStatistics]
   reward_scale_factor: float
+  held_out: np.ndarray
 
 
 def _load_dataset(config: SimpleNamespace) -> _Dataset:
   """Stage 2: builds the environment, reads the dataset into memory and checks it against
-  the environment's specs; computes the normalization statistics asked for.
+  the environment's specs; holds out `holdout_fraction` of its episodes; computes the
+  normalization statistics asked for (on the training episodes).
 
   Args:
     config: `train_eval`'s arguments by name.
@@ -388,6 +401,15 @@ def _load_dataset(config: SimpleNamespace) -> _Dataset:
   except ValueError as e:  # TFDS's DatasetNotFoundError is a ValueError too.
     raise ConfigError(f'Cannot load --dataset_name={dataset_name}: {e}') from e
   try:
+    held_out = holdout_episodes(episodes.num_episodes, config.holdout_fraction,
+                                holdout_seed(config.seed))
+  except ValueError as e:
+    raise ConfigError(f'train_eval.holdout_fraction: {e}') from e
+  if held_out.size:
+    episodes, _ = split_episodes(episodes, held_out)
+    logging.info('Held out %d of %d episodes (root_dir/%s)', held_out.size,
+                 episodes.num_episodes + held_out.size, RUN_RECORD_FILE)
+  try:
     stats = validate_episodes(episodes, dataset_name, env.observation_spec(),
                               env.action_spec(), action_clipping=config.action_clipping)
   except ValueError as e:
@@ -405,7 +427,30 @@ def _load_dataset(config: SimpleNamespace) -> _Dataset:
       logging.info('Reward normalization: reward_scale_factor %.6g', reward_scale_factor)
   except ValueError as e:
     raise ConfigError(f'--dataset_name={dataset_name}: {e}') from e
-  return _Dataset(env, episodes, stats, observation_stats, reward_scale_factor)
+  return _Dataset(env, episodes, stats, observation_stats, reward_scale_factor, held_out)
+
+
+def _record_run(config: SimpleNamespace, data: _Dataset) -> None:
+  """Writes root_dir/run_record.json (`cql_sac.run_record`): what `cql_sac_select` needs."""
+  try:
+    network_bindings = dict(gin.get_bindings(make_networks))
+  except ValueError:  # Not configured at all.
+    network_bindings = {}
+  write_run_record(config.root_dir, {
+      'env_name': config.env_name, 'dataset_name': config.dataset_name,
+      'data_dir': config.data_dir, 'data_take': config.data_take, 'seed': config.seed,
+      'holdout': {'fraction': float(config.holdout_fraction),
+                  'seed': holdout_seed(config.seed),
+                  'num_episodes': int(data.episodes.num_episodes + data.held_out.size),
+                  'episodes': data.held_out.tolist()},
+      'gamma': GAMMA, 'reward_scale_factor': float(data.reward_scale_factor),
+      'reward_shift': float(config.reward_shift),
+      'normalize_observations': bool(config.normalize_observations),
+      'actor_fc_layers': list(config.actor_fc_layers),
+      'critic_joint_fc_layers': list(config.critic_joint_fc_layers),
+      'batch_size': config.batch_size,
+      'make_networks': {name: value for name, value in network_bindings.items()
+                        if isinstance(value, (bool, int, float, str))}})
 
 
 class _Replays(NamedTuple):

@@ -239,6 +239,7 @@ def test_bad_env_or_dataset_fails_before_touching_root_dir(
     (dict(critic_learning_rate=0.0), r'train_eval.critic_learning_rate must be > 0, got 0.0'),
     (dict(num_cql_samples=2.5), r'train_eval.num_cql_samples must be an integer >= 1, got 2.5'),
     (dict(data_take=0), r'train_eval.data_take must be None \(the whole dataset\) or an'),
+    (dict(holdout_fraction=1.0), r'train_eval.holdout_fraction .* must be in \[0, 1\), got 1.0'),
     (dict(cql_alpha=-1.0), r'train_eval.cql_alpha must be >= 0, got -1.0'),
     (dict(reward_shift=float('nan')), r'train_eval.reward_shift must be a finite number'),
     (dict(learner_iterations_per_call=0), r'learner_iterations_per_call must be an integer >= 1'),
@@ -254,6 +255,18 @@ def test_numbers_out_of_range_fail_before_touching_root_dir(tmp_path, dataset_di
   with pytest.raises(train_eval.ConfigError, match=message):
     small_train_eval(str(root_dir), dataset_dir, **overrides)
   assert not root_dir.exists()
+
+
+def test_resuming_with_another_holdout_fails_before_touching_root_dir(tmp_path, dataset_dir):
+  """A run that held out 20% of its episodes must not resume holding out 10%."""
+  root_dir = tmp_path / 'run'
+  root_dir.mkdir()
+  (root_dir / 'run_record.json').write_text('{"holdout": {"fraction": 0.2, "seed": 1}}')
+  before = snapshot(str(root_dir))
+  with pytest.raises(train_eval.ConfigError, match=r'holding out a fraction 0.2 .* seed 1, '
+                     r'not 0.1 with seed 1'):
+    small_train_eval(str(root_dir), dataset_dir, holdout_fraction=0.1, seed=1)
+  assert snapshot(str(root_dir)) == before
 
 
 @pytest.mark.parametrize('bindings, message', [
