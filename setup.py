@@ -47,6 +47,7 @@ setuptools.setup(
         'console_scripts': [
             'cql_sac_train_eval = cql_sac.train_eval:run',
             'cql_sac_eval = cql_sac.eval:run',
+            'cql_sac_select = cql_sac.select:run',
             'cql_sac_make_dataset = cql_sac.recording.make_dataset:main',
             'cql_sac_reverb_server = cql_sac.datasets.reverb_server:main',
             'cql_sac_make_behavior = cql_sac.recording.make_behavior:run',

@@ -22,6 +22,7 @@ The layers, from the bottom (a module may import any module listed before its ow
 12. `cql_sac.finetune`: the online phase of fine-tuning.
 13. `cql_sac.config_checks`: the training binary's checks of its arguments.
 14. `cql_sac.train_eval`: the training binary, which wires all of the above.
+15. `cql_sac.select`: `cql_sac_select`, choosing a run's checkpoint offline.
 
 Inside one layer (e.g. the modules of `cql_sac.datasets`) imports are free, but no module
 may reach itself again through its imports (no cycle). Every import counts, also those
@@ -49,6 +50,7 @@ LAYERS = (
     ('cql_sac.finetune',),
     ('cql_sac.config_checks',),
     ('cql_sac.train_eval',),
+    ('cql_sac.select',),
 )
 
 
