@@ -264,7 +264,8 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
                 seeds: Sequence[int], protocol: str, num_steps: int, eval_interval: int,
                 eval_episodes: int, root_dir: str, output_dir: str,
                 use_gpu: bool = False, extra_bindings: Sequence[str] = (),
-                tag: str = '', summary_interval: int = 0) -> List[Dict[str, float]]:
+                tag: str = '', summary_interval: int = 0,
+                save_every_eval: bool = False) -> List[Dict[str, float]]:
   """Trains every (dataset, algorithm, seed), then writes the JSON, table and figure.
 
   Args:
@@ -288,6 +289,8 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
     summary_interval: Train steps between training summaries (with
       `train_eval.debug_summaries = True`, the Q values and gaps a diagnosis reads); 0 means
       `eval_interval`.
+    save_every_eval: Save a policy and a train checkpoint at every evaluation and keep them
+      all, for `cql_sac_select` and `benchmarks.ope_validation`; False: at the end only.
 
   Returns:
     The table rows (`summarize`).
@@ -306,7 +309,7 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
             root_dir=run_dir, env_name=env_name,
             dataset_name=os.path.join(data_dir, env_name), num_gradient_updates=num_steps,
             eval_interval=eval_interval, eval_episodes=eval_episodes,
-            checkpoint_interval=num_steps, policy_save_interval=num_steps,
+            **_save_intervals(save_every_eval, num_steps, eval_interval),
             summary_interval=summary_interval or max(eval_interval, 1), seed=seed, use_gpu=use_gpu)
         dataset_scores[dataset] = d4rl.d4rl_normalized_score(
             env_name, result.dataset_mean_episode_return)
@@ -331,6 +334,15 @@ def run_quality(data_dir: str, env: str, datasets: Sequence[str], algorithms: Se
   return rows
 
 
+def _save_intervals(save_every_eval: bool, num_steps: int, eval_interval: int) -> Dict[str, int]:
+  """train_eval's policy and checkpoint intervals: at the end, or at every evaluation (all
+  kept)."""
+  if not save_every_eval:
+    return dict(checkpoint_interval=num_steps, policy_save_interval=num_steps)
+  return dict(checkpoint_interval=eval_interval, policy_save_interval=eval_interval,
+              max_checkpoints_to_keep=num_steps // eval_interval + 1)
+
+
 def _define_flags() -> None:
   """Defines the benchmark's flags."""
   flags.DEFINE_string('data_dir', None, 'Directory with the cql_sac_make_behavior datasets.',
@@ -351,6 +363,8 @@ def _define_flags() -> None:
   flags.DEFINE_string('tag', '', 'Suffix of the output files and run directory.')
   flags.DEFINE_integer('summary_interval', 0, 'Train steps between training summaries '
                        '(0: the evaluation interval).')
+  flags.DEFINE_bool('save_every_eval', False, 'Save a policy and a train checkpoint at every '
+                    'evaluation (for cql_sac_select and benchmarks.ope_validation).')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -370,7 +384,7 @@ def main(argv: Sequence[str]) -> None:
                    _with_tag(f'{args.env}_{args.protocol}_{num_steps}', args.tag)),
       args.output_dir,
       use_gpu=args.gpu, extra_bindings=args.gin_bindings, tag=args.tag,
-      summary_interval=args.summary_interval)
+      summary_interval=args.summary_interval, save_every_eval=args.save_every_eval)
   print(markdown_table(rows))
 
 
