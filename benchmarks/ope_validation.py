@@ -124,7 +124,7 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   flags.DEFINE_list('runs', None, 'Glob patterns of run directories.', required=True)
-  flags.DEFINE_integer('fqe_steps', 50000, 'FQE steps per checkpoint (cql_sac_select\'s '
+  flags.DEFINE_integer('fqe_steps', 100000, 'FQE steps per checkpoint (cql_sac_select\'s '
                        '--fqe_steps).')
   flags.DEFINE_string('output_dir', 'benchmarks/results', 'Where the tables go.')
   flags.DEFINE_string('tag', '', 'Suffix of the output file names.')

@@ -6,8 +6,9 @@ Three estimates of a deterministic evaluation policy μ (the greedy policy a run
   under Constraints", Algorithm 3; the estimator Paine et al. 2020 found most reliable for
   ranking offline policies). A fresh critic Q_θ is regressed on the TD target
   r + γ·d·Q_θ̄(s', μ(s')) over the dataset's transitions (s, a, r, d, s'), with a Polyak-averaged
-  target copy θ̄; the policy's discounted return is then the mean of Q_θ(s0, μ(s0)) over the
-  dataset's initial states s0. μ is deterministic, so its actions at s' are computed once.
+  target copy θ̄, both starting at the output r̄/(1 − γ) of the dataset's mean reward; the
+  policy's discounted return is then the mean of Q_θ̄(s0, μ(s0)) over the dataset's initial
+  states s0 (the averaged critic: less SGD noise than the last iterate). μ is deterministic, so its actions at s' are computed once.
 * `critic_initial_value`: the trained CQL critics' own min_k Q_k(s0, μ(s0)), in their
   training units (CQL's Q is pushed down on purpose, so only its ranking can mean anything).
 * `critic_td_error`: the root mean squared Bellman residual of the trained critic for μ on
@@ -103,7 +104,7 @@ class FqeConfig:
     jit_compile: Compile each call with XLA.
     seed: Seeds the critic's initialization and the batches.
   """
-  num_steps: int = 20000
+  num_steps: int = 100000
   batch_size: int = 256
   hidden_layers: Tuple[int, ...] = (256, 256, 256)
   learning_rate: float = 3e-4
@@ -118,7 +119,8 @@ class FqeResult(NamedTuple):
   """What `fitted_q_evaluation` gives.
 
   Attributes:
-    discounted_value: mean Q(s0, μ(s0)) over the initial states, reward units.
+    discounted_value: mean Q̄(s0, μ(s0)) over the initial states (the target critic, the
+      Polyak average of the critic's last iterates), reward units.
     td_loss: The mean squared TD error of the last call's steps, in squared reward units.
   """
   discounted_value: float
@@ -167,11 +169,19 @@ def fitted_q_evaluation(transitions: Transitions, next_actions: np.ndarray,
       transitions.observation, transitions.action, transitions.reward / unit,
       transitions.discount, transitions.next_observation, next_actions))
   critic, target = _make_critics(transitions, config, observation_statistics)
+  # Start both critics at the value of the dataset's mean reward forever, r̄/(1 − γ): the TD
+  # steps then correct a guess of the right size instead of growing Q from 0 through the
+  # target's lag (on hopper-medium the estimate settles in 20,000 steps instead of 100,000).
+  initial_q = float(np.mean(transitions.reward)) / (1.0 - config.gamma) / unit
+  for variable in critic.variables + target.variables:
+    if variable.name.endswith('value/bias:0'):  # MultiActionCriticNetwork's output bias.
+      variable.assign([initial_q])
   trainer = _TdTrainer(critic, target, config)
   for start in range(0, config.num_steps, config.steps_per_call):
     loss = trainer.train(data, tf.constant(start, tf.int64),
                          tf.constant(min(config.steps_per_call, config.num_steps - start)))
-  q0, _ = critic((tf.constant(initial_states), tf.constant(initial_actions, tf.float32)))
+  # The Polyak-averaged target critic: an average of the last ~1/τ iterates, less noisy.
+  q0, _ = target((tf.constant(initial_states), tf.constant(initial_actions, tf.float32)))
   return FqeResult(float(tf.reduce_mean(q0)) * unit, float(loss) * unit ** 2)
 
 

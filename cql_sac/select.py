@@ -445,7 +445,7 @@ def run() -> None:
   flags.DEFINE_enum('estimator', 'fqe', list(ESTIMATORS), 'The estimate that chooses: fqe '
                     '(Fitted Q Evaluation), critic_value (the run\'s critics\' Q(s0, μ(s0))) or '
                     'critic_td_error (their TD error on held-out episodes, lowest wins).')
-  flags.DEFINE_integer('fqe_steps', 50000, 'TD steps of Fitted Q Evaluation per checkpoint.',
+  flags.DEFINE_integer('fqe_steps', 100000, 'TD steps of Fitted Q Evaluation per checkpoint.',
                        lower_bound=1)
   flags.DEFINE_integer('fqe_batch_size', None, 'FQE batch size (default: the run\'s).',
                        lower_bound=1)

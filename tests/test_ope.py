@@ -38,7 +38,7 @@ def _chain(num_states=12, gamma=0.95, num_transitions=20000, seed=0):
 def test_fqe_matches_the_exact_value_of_a_stochastic_chain():
   gamma = 0.95
   transitions, next_actions, mu, eye, value = _chain(gamma=gamma)
-  config = ope.FqeConfig(num_steps=5000, batch_size=64, hidden_layers=(64, 64, 64),
+  config = ope.FqeConfig(num_steps=10000, batch_size=64, hidden_layers=(64, 64, 64),
                          gamma=gamma, steps_per_call=1000)
   result = ope.fitted_q_evaluation(transitions, next_actions, eye[:1],
                                    mu[:1, None].astype(np.float32), config)
