@@ -1,0 +1,46 @@
+"""benchmarks.ope_validation's measures on a hand-made table."""
+
+import math
+
+import pytest
+
+from benchmarks import ope_validation
+
+NAN = float('nan')
+
+
+def _row(step, fqe, td_error, real):
+  return {'step': step, 'fqe_value': fqe, 'critic_value': NAN, 'critic_td_error': td_error,
+          'real_normalized_score': real}
+
+
+ROWS = [_row(10, 1.0, 0.5, 20.0), _row(20, 3.0, 0.1, 50.0), _row(30, 2.0, 0.3, 40.0),
+        _row(40, 4.0, 0.2, 30.0)]
+
+
+def test_fqe_measures():
+  scores = ope_validation.estimator_scores(ROWS, 'fqe')
+  # Ranks of FQE 1, 3, 2, 4 against real 1, 4, 3, 2: d = 0, 1, 1, 2; 1 - 6·6/(4·15) = 0.4.
+  assert scores['spearman'] == pytest.approx(0.4)
+  assert scores['selected_step'] == 40
+  assert scores['regret_at_1'] == pytest.approx(50.0 - 30.0)
+  assert scores['selected_minus_last'] == pytest.approx(0.0)
+
+
+def test_td_error_chooses_its_lowest_and_a_missing_estimate_gives_nan():
+  scores = ope_validation.estimator_scores(ROWS, 'critic_td_error')
+  assert scores['selected_step'] == 20 and scores['regret_at_1'] == 0.0
+  assert scores['selected_minus_last'] == pytest.approx(20.0)
+  assert scores['spearman'] == pytest.approx(0.8)  # -TD ranks 1, 4, 2, 3 vs 1, 4, 3, 2.
+  assert math.isnan(ope_validation.estimator_scores(ROWS, 'critic_value')['spearman'])
+
+
+def test_means_per_dataset_and_over_all_runs():
+  results = [{'env_name': 'a', 'estimator': 'fqe', 'spearman': 0.2, 'regret_at_1': 1.0,
+              'selected_minus_last': 2.0},
+             {'env_name': 'b', 'estimator': 'fqe', 'spearman': 0.6, 'regret_at_1': NAN,
+              'selected_minus_last': 4.0}]
+  means = {row['env_name']: row for row in ope_validation.mean_rows(results)}
+  assert means['all']['spearman'] == pytest.approx(0.4) and means['all']['runs'] == 2
+  assert means['all']['regret_at_1'] == pytest.approx(1.0)
+  assert means['b']['selected_minus_last'] == pytest.approx(4.0)
