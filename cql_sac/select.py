@@ -212,6 +212,7 @@ def load_critics(root_dir: str, step: int, data: RunData, policy):
 
   The networks are rebuilt by `make_networks` with the recorded layers and bindings; only
   the four critics are read from the checkpoint (the agent's `_critic_network_1`, ...).
+  Critics that do not fit the checkpoint are logged and give None.
   """
   prefix = os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR,
                         f'ckpt-{step}')
@@ -231,7 +232,13 @@ def load_critics(root_dir: str, step: int, data: RunData, policy):
   agent = tf.train.Checkpoint(_critic_network_1=critics[0], _critic_network_2=critics[1],
                               _target_critic_network_1=targets[0],
                               _target_critic_network_2=targets[1])
-  tf.train.Checkpoint(agent=agent).read(prefix).expect_partial().assert_existing_objects_matched()
+  try:
+    tf.train.Checkpoint(agent=agent).read(prefix).expect_partial(
+    ).assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    logging.warning('The critics of %s do not fit %s (%s); their estimates are left empty.',
+                    prefix, RUN_RECORD_FILE, str(e).splitlines()[0] if str(e) else e)
+    return None
   return critics, targets
 
 
@@ -426,8 +433,12 @@ def main(argv: Sequence[str]) -> None:
     record = read_run_record(args.root_dir) or {}
   except ValueError:
     record = {}  # `select` reports it.
-  config = fqe_config(record, args.fqe_steps, args.fqe_batch_size,
-                      [int(width) for width in args.fqe_layers or ()], args.fqe_seed)
+  try:
+    layers = [int(width) for width in args.fqe_layers or ()]
+  except ValueError:
+    sys.exit(f'cql_sac_select: error: --fqe_layers={",".join(args.fqe_layers)} must be '
+             'integer widths, e.g. --fqe_layers=256,256,256.')
+  config = fqe_config(record, args.fqe_steps, args.fqe_batch_size, layers, args.fqe_seed)
   try:
     chosen, _ = select(args.root_dir, config, args.estimator)
   except SelectionError as e:
