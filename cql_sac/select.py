@@ -49,12 +49,10 @@ from cql_sac import cli
 from cql_sac import ope
 from cql_sac import policies
 from cql_sac import tasks
-from cql_sac.datasets.holdout import select_episodes
 from cql_sac.datasets.holdout import split_episodes
-from cql_sac.datasets.loading import load_episodes
+from cql_sac.datasets.loading import load_episode_steps
 from cql_sac.datasets.normalization import observation_statistics
 from cql_sac.datasets.steps import EpisodeSteps
-from cql_sac.datasets.steps import read_episode_steps
 from cql_sac.datasets.validation import validate_episodes
 from cql_sac.eval import NORMALIZED_SCORE_METRIC
 from cql_sac.networks import make_networks
@@ -161,8 +159,8 @@ def load_run_data(root_dir: str, policy) -> RunData:
         'none): rerun the same cql_sac_train_eval command, which trains no further and writes it.')
   name = record['dataset_name']
   try:
-    steps = read_episode_steps(load_episodes(name, data_dir=record.get('data_dir'),
-                                             take=record.get('data_take')), name)
+    steps = load_episode_steps(name, data_dir=record.get('data_dir'),
+                               take=record.get('data_take'))
     validate_episodes(steps, name, policy.time_step_spec.observation, policy.action_spec)
   except ValueError as e:
     raise SelectionError(f'The dataset {name} of {RUN_RECORD_FILE} does not fit the saved '
