@@ -13,6 +13,7 @@ from cql_sac import eval as cql_eval
 from cql_sac import ope
 from cql_sac import select
 from cql_sac import train_eval
+from cql_sac.datasets.holdout import holdout_episodes
 from cql_sac.summaries import read_scalars
 from tests.test_train_eval import ENV_NAME, binary_command, run_binary, snapshot
 
@@ -26,12 +27,15 @@ def tiny_run(tmp_path_factory, dataset_dir):
   saved, and an evaluation logged, every 100 steps."""
   gin.clear_config()
   root_dir = str(tmp_path_factory.mktemp('select') / 'run')
-  train_eval.train_eval(
+  result = train_eval.train_eval(
       root_dir=root_dir, env_name=ENV_NAME, dataset_name=dataset_dir,
       actor_fc_layers=(16, 16), critic_joint_fc_layers=(16, 16), batch_size=16,
       num_cql_samples=2, num_gradient_updates=300, eval_episodes=1, eval_interval=100,
       policy_save_interval=100, checkpoint_interval=100, max_checkpoints_to_keep=5,
       learner_iterations_per_call=100, holdout_fraction=0.2, seed=1)
+  with open(os.path.join(root_dir, 'run_record.json')) as f:
+    holdout = json.load(f)['holdout']
+  assert result.dataset_num_episodes == holdout['num_episodes'] - len(holdout['episodes']) > 0
   return root_dir
 
 
@@ -53,6 +57,10 @@ def test_select_end_to_end(tiny_run, tmp_path):
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('selected step ')
   chosen_step = int(lines[0].split()[2])
+  with open(os.path.join(tiny_run, 'run_record.json')) as f:
+    holdout = json.load(f)['holdout']
+  assert holdout['fraction'] == 0.2 and holdout['seed'] == 1
+  assert holdout['episodes'] == holdout_episodes(holdout['num_episodes'], 0.2, 1).tolist()
   selection_dir = os.path.join(tiny_run, select.SELECTION_DIR)
   with open(os.path.join(selection_dir, select.ESTIMATES_FILE)) as f:
     rows = json.load(f)['rows']
