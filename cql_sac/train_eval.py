@@ -310,11 +310,11 @@ def train_eval(
     tf.keras.utils.set_random_seed(seed)  # draw from Python's `random`.
   data = _load_dataset(config)
   check_checkpoint(os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
-  _record_run(config, data)
   replays = _build_replay(config, data)
   try:
     training = _build_agent(config, data)
     cql_learner, eval_tf_policy = _build_learner(config, training, replays.offline)
+    _record_run(config, data)  # Once every check passed, before training.
     evaluation = _Evaluation(config, data.env, training.agent, eval_tf_policy,
                              training.train_step)
     start_step = int(training.train_step.numpy())
