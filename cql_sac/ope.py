@@ -171,7 +171,8 @@ def fitted_q_evaluation(transitions: Transitions, next_actions: np.ndarray,
   critic, target = _make_critics(transitions, config, observation_statistics)
   # Start both critics at the value of the dataset's mean reward forever, r̄/(1 − γ): the TD
   # steps then correct a guess of the right size instead of growing Q from 0 through the
-  # target's lag (on hopper-medium the estimate settles in 20,000 steps instead of 100,000).
+  # target's lag (hopper-medium, last iterate: 283 after 20,000 steps and 100,000 steps;
+  # from 0: 124 and 270, and 289 after 200,000).
   initial_q = float(np.mean(transitions.reward)) / (1.0 - config.gamma) / unit
   for variable in critic.variables + target.variables:
     if variable.name.endswith('value/bias:0'):  # MultiActionCriticNetwork's output bias.
