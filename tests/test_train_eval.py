@@ -290,15 +290,15 @@ def test_agent_arguments_out_of_range_fail_before_touching_root_dir(
 def test_normalization_on_a_constant_observation_dimension(existing_root_dir, dataset_dir,
                                                            monkeypatch):
   """A dimension with std 0 is named; the run stops before writing."""
-  read = train_eval.read_episode_steps
+  read = train_eval.load_episode_steps
 
-  def with_constant_dimension(*args):
-    steps = read(*args)
+  def with_constant_dimension(*args, **kwargs):
+    steps = read(*args, **kwargs)
     observation = steps.observation.copy()
     observation[:, 4] = 0.5
     return dataclasses.replace(steps, observation=observation)
 
-  monkeypatch.setattr(train_eval, 'read_episode_steps', with_constant_dimension)
+  monkeypatch.setattr(train_eval, 'load_episode_steps', with_constant_dimension)
   before = snapshot(existing_root_dir)
   with pytest.raises(train_eval.ConfigError,
                      match=r'Observation dimension\(s\) \[4\] are constant over the dataset'):
