@@ -484,7 +484,10 @@ class CqlSacAgent(sac_agent.SacAgent):
     Returns:
       float32 actions of shape sample_shape + [B, A].
     """
-    return distribution.sample(sample_shape, seed=self._seed(purpose))
+    # N as an int, as tf_agents passes it: the same draws, and distributions that only
+    # take `sample(n)` (tf_agents' test mocks) work too.
+    count = sample_shape[0] if len(sample_shape) == 1 else sample_shape
+    return distribution.sample(count, seed=self._seed(purpose))
 
   def _sample_uniform_actions(self, shape) -> tf.Tensor:
     """Draws float32 actions of `shape` [..., A] uniformly within the spec."""
@@ -558,10 +561,30 @@ class CqlSacAgent(sac_agent.SacAgent):
                       next_log_probs)
 
   def _policy_samples(self, time_steps, purpose: int):
-    """N actions ~ π(·|s) per state, [B, N, A], and their log π, [B, N]."""
-    distribution = self._action_distribution(time_steps, training=False)
-    actions = self._sample_actions(distribution, (self._num_cql_samples,), purpose)
-    log_probs = common.log_probability(distribution, actions, self.action_spec)  # [N, B]
+    """N actions ~ π(·|s) per state, [B, N, A], and their log π, [B, N] (inference mode)."""
+    return self._sample_and_transpose_actions_and_log_probs(
+        time_steps, self._num_cql_samples, training=False, purpose=purpose)
+
+  def _sample_and_transpose_actions_and_log_probs(self, time_steps, num_action_samples: int,
+                                                  training: bool = False,
+                                                  purpose: int = _SEED_CQL_POLICY):
+    """Extension point (tf_agents' name and meaning): K actions ~ π(·|s) per state.
+
+    `sample_cql_actions` draws the CQL policy samples (and the next-state ones)
+    through this method, so a subclass that overrides it changes the proposal.
+
+    Args:
+      time_steps: `TimeStep` [B].
+      num_action_samples: K, a Python int.
+      training: Use the training-mode policy.
+      purpose: Seed purpose (this class's stateless draws).
+
+    Returns:
+      (actions float32 [B, K, A], log π float32 [B, K]).
+    """
+    distribution = self._action_distribution(time_steps, training)
+    actions = self._sample_actions(distribution, (num_action_samples,), purpose)
+    log_probs = common.log_probability(distribution, actions, self.action_spec)  # [K, B]
     return tf.transpose(actions, [1, 0, 2]), tf.transpose(log_probs)
 
   def _q_at_data_and_samples(self, time_steps, actions, samples: CqlSamples,
@@ -634,6 +657,79 @@ class CqlSacAgent(sac_agent.SacAgent):
             for q_data, q_policy, q_uniform, q_next in self._q_at_data_and_samples(
                 time_steps, actions, samples, training)]
     return self._cql_loss_from_gaps(gaps)
+
+  # ---------------------------------------------------------------------------
+  # tf_agents' extension points. A subclass written for tf_agents' CqlSacAgent
+  # overrides these; `train()` and `loss()` then call the override instead of the
+  # fused critic step (one forward pass per critic for TD and CQL terms).
+
+  def _cql_loss(self, time_steps, actions, training: bool = False) -> tf.Tensor:
+    """Extension point: the CQL regularizer, tf_agents' signature and meaning.
+
+    Thin wrapper over `cql_loss` (this agent's settings: next-state samples need
+    `cql_loss(..., next_time_steps=...)` and raise here). Override it to train
+    another regularizer (e.g. CQL(R)); the critic objective is then
+    `critic_loss_weight·L_TD + α'·_cql_loss(...)`.
+
+    Args:
+      time_steps: `TimeStep` [B] (or [B, T] with recurrent networks).
+      actions: float32 [B, A] (or [B, T, A]) dataset actions.
+      training: Passed to the critics at the dataset actions.
+
+    Returns:
+      float32 scalar, the unweighted CQL gap.
+    """
+    return self.cql_loss(time_steps, actions, training=training)
+
+  def _critic_loss_with_optional_entropy_term(
+      self, time_steps, actions, next_time_steps, td_errors_loss_fn,
+      gamma=1.0, reward_scale_factor=1.0, weights=None, training: bool = False):
+    """Extension point: the TD loss, tf_agents' signature and meaning.
+
+    Thin wrapper over `critic_loss`: E_B[Σ_k f(y, Q_k(s, a))] with the entropy term
+    in y only with `include_critic_entropy_term`, not multiplied by
+    `critic_loss_weight`. Override it to train another TD loss.
+
+    Args:
+      time_steps: `TimeStep` [B] (or [B, T]) (s).
+      actions: float32 [B, A] (or [B, T, A]) dataset actions.
+      next_time_steps: `TimeStep` of s' (reward r, discount d), shaped as `time_steps`.
+      td_errors_loss_fn: Elementwise loss f(y, Q).
+      gamma: Discount γ.
+      reward_scale_factor: Reward multiplier.
+      weights: Optional per-example weights [B] or scalar.
+      training: Passed to the online critics.
+
+    Returns:
+      float32 scalar.
+    """
+    return self.critic_loss(time_steps, actions, next_time_steps, td_errors_loss_fn,
+                            gamma, reward_scale_factor, weights, training)
+
+  def _overrides_tf_agents_hooks(self) -> bool:
+    """Whether a subclass overrides `_cql_loss` or `_critic_loss_with_optional_entropy_term`."""
+    return any(getattr(type(self), name) is not getattr(CqlSacAgent, name)
+               for name in ('_cql_loss', '_critic_loss_with_optional_entropy_term'))
+
+  def _critic_terms_from_hooks(self, time_steps, actions, next_time_steps, weights,
+                               training: bool) -> _CriticTerms:
+    """The critic objective from the (overridden) tf_agents hooks, as tf_agents' `_train`."""
+    critic_loss = self._critic_loss_weight * self._critic_loss_with_optional_entropy_term(
+        time_steps, actions, next_time_steps, td_errors_loss_fn=self._td_errors_loss_fn,
+        gamma=self._gamma, reward_scale_factor=self._reward_scale_factor, weights=weights,
+        training=training)
+    return self._critic_objective(critic_loss,
+                                  self._cql_loss(time_steps, actions, training=training))
+
+  def _critic_objective(self, critic_loss, cql_loss, bound_rate=None) -> _CriticTerms:
+    """critic_loss + α'·cql_loss (α'·cql_loss alone in `bc_debug_mode`), both checked finite."""
+    cql_alpha = self._get_cql_alpha()
+    objective = cql_alpha * cql_loss
+    if not self._bc_debug_mode:
+      objective += critic_loss
+    _check_finite(critic_loss, 'critic_loss')
+    _check_finite(cql_loss, 'cql_loss')
+    return _CriticTerms(objective, critic_loss, cql_loss, cql_alpha, bound_rate)
 
   def _td_targets(self, next_time_steps, gamma, reward_scale_factor):
     """Soft Bellman targets y [B] (stop-gradient), float32.
@@ -727,7 +823,14 @@ class CqlSacAgent(sac_agent.SacAgent):
 
   def _critic_terms(self, time_steps, actions, next_time_steps, weights,
                     training: bool, q_lower_bound=None) -> _CriticTerms:
-    """The critic objective of one step, with one forward pass per critic."""
+    """The critic objective of one step, with one forward pass per critic.
+
+    A subclass that overrides tf_agents' hooks gets them instead
+    (`_critic_terms_from_hooks`; Cal-QL's bound is then not applied).
+    """
+    if self._overrides_tf_agents_hooks():
+      return self._critic_terms_from_hooks(time_steps, actions, next_time_steps, weights,
+                                           training)
     td_targets = self._td_targets(next_time_steps, self._gamma,
                                   self._reward_scale_factor)
     samples = self.sample_cql_actions(time_steps, next_time_steps)
@@ -750,15 +853,8 @@ class CqlSacAgent(sac_agent.SacAgent):
                                       step=step)
     critic_loss = self._critic_loss_weight * self._td_loss(
         q_data, td_targets, self._td_errors_loss_fn, weights)
-    cql_loss = self._cql_loss_from_gaps(gaps)
-    cql_alpha = self._get_cql_alpha()
-    objective = cql_alpha * cql_loss
-    if not self._bc_debug_mode:
-      objective += critic_loss
-    _check_finite(critic_loss, 'critic_loss')
-    _check_finite(cql_loss, 'cql_loss')
     bound_rate = tf.reduce_mean(tf.stack(below)) if below else None
-    return _CriticTerms(objective, critic_loss, cql_loss, cql_alpha, bound_rate)
+    return self._critic_objective(critic_loss, self._cql_loss_from_gaps(gaps), bound_rate)
 
   def actor_loss(self, time_steps, actions, weights=None, training=True):
     """Computes the actor loss, with behaviour cloning during warm-up.
