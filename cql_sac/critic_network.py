@@ -201,15 +201,21 @@ def q_at_action_sets(critics, time_steps, action_sets: tf.Tensor,
   rows with every state repeated, built once for all critics. Either way every layer is
   one large matmul.
 
+  Recurrent critics (`CriticRnnNetwork`) take sequences: `time_steps` [B, T] and
+  `action_sets` [B, T, M, A]; each of the B·M action sequences is unrolled over the
+  state sequence from the zero state (`q_over_sequences`).
+
   Args:
     critics: Sequence of critic networks.
-    time_steps: `TimeStep` [B] of the states.
-    action_sets: float32 [B, M, A], M static.
+    time_steps: `TimeStep` [B] of the states ([B, T] for recurrent critics).
+    action_sets: float32 [B, M, A] ([B, T, M, A]), M static.
     training: Passed to the critics without `q_for_action_sets`.
 
   Returns:
-    A list, per critic, of float32 Q [B, M].
+    A list, per critic, of float32 Q [B, M] ([B, T, M]).
   """
+  if action_sets.shape.rank == 4:
+    return q_over_sequences(critics, time_steps, action_sets, training)
   if all(hasattr(critic, 'q_for_action_sets') for critic in critics):
     return [critic.q_for_action_sets(time_steps.observation, action_sets)
             for critic in critics]
@@ -220,6 +226,36 @@ def q_at_action_sets(critics, time_steps, action_sets: tf.Tensor,
   step_types = repeat(time_steps.step_type)
   return [tf.reshape(q_values(critic, observations, flat_actions, step_types, training),
                      [-1, num_actions])
+          for critic in critics]
+
+
+def q_over_sequences(critics, time_steps, action_sets: tf.Tensor,
+                     training: bool = False) -> List[tf.Tensor]:
+  """Evaluates recurrent critics at M action sequences per state sequence.
+
+  The B state sequences are repeated M times (s_b paired with action sequence m) and each
+  critic unrolls the B·M sequences in one call, from its zero state, resetting at FIRST
+  steps, as tf_agents' CqlSacAgent tiles its batch for the CQL samples.
+
+  Args:
+    critics: Sequence of recurrent critic networks, `critic((obs, act), step_type)` with
+      [rows, T, ...] inputs → Q [rows, T].
+    time_steps: `TimeStep` [B, T].
+    action_sets: float32 [B, T, M, A], M static.
+    training: Passed to the critics.
+
+  Returns:
+    A list, per critic, of float32 Q [B, T, M].
+  """
+  num_actions = action_sets.shape[2]
+  repeat = lambda x: tf.repeat(x, num_actions, axis=0)  # b0,...,b0,b1,...
+  observations = tf.nest.map_structure(repeat, time_steps.observation)
+  step_types = repeat(time_steps.step_type)
+  shape = tf.shape(action_sets)
+  sequences = tf.reshape(tf.transpose(action_sets, [0, 2, 1, 3]),
+                         [-1, shape[1], action_sets.shape[-1]])  # [B·M, T, A]
+  return [tf.transpose(tf.reshape(q_values(critic, observations, sequences, step_types,
+                                           training), [-1, num_actions, shape[1]]), [0, 2, 1])
           for critic in critics]
 
 

@@ -37,7 +37,7 @@ def check_cql_sac_arguments(action_spec, critic_network, actor_network, cql_alph
       `cql_alpha <= 0` with `use_lagrange_cql_alpha`, if `log_cql_alpha_clipping` is not
       (min, max) with min <= max, if `cql_clip_diff_min > cql_clip_diff_max`,
       `num_critics < 2`, `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1], or
-      if a network is recurrent (has a non-empty `state_spec`).
+      if the actor is recurrent (has a non-empty `state_spec`) and the critic is not.
   """
   if not cql_clip_diff_min <= cql_clip_diff_max:
     raise ValueError(
@@ -71,14 +71,13 @@ def check_cql_sac_arguments(action_spec, critic_network, actor_network, cql_alph
     raise ValueError(
         'log_cql_alpha_clipping must be a (min, max) pair with min <= max, '
         f'got {log_cql_alpha_clipping!r}.')
-  for net_name, net in (('critic_network', critic_network),
-                        ('actor_network', actor_network)):
-    if net is not None and tf.nest.flatten(net.state_spec):
-      raise ValueError(
-          f'{net_name} is recurrent (state_spec={net.state_spec}); '
-          'CqlSacAgent supports feed-forward networks only. Use e.g. '
-          'tf_agents.agents.ddpg.critic_network.CriticNetwork and '
-          'ActorDistributionNetwork.')
+  recurrent = lambda net: net is not None and bool(tf.nest.flatten(net.state_spec))
+  if recurrent(actor_network) and not recurrent(critic_network):
+    raise ValueError(
+        'actor_network is recurrent but critic_network is not: the agent trains on '
+        'sequences only with a recurrent critic (as tf_agents\' SacAgent). Use '
+        'tf_agents.agents.ddpg.critic_rnn_network.CriticRnnNetwork, or a feed-forward '
+        'ActorDistributionNetwork.')
 
 
 def _integer_at_least(name: str, value, minimum: int, meaning: str) -> None:

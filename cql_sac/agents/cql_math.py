@@ -45,7 +45,8 @@ def bounded_below(q_lower_bound: tf.Tensor,
   Returns:
     One [B, N] tensor (or None) per element of `q_sets`, in order.
   """
-  return tuple(None if q is None else tf.maximum(q, q_lower_bound[:, None]) for q in q_sets)
+  return tuple(None if q is None else tf.maximum(q, q_lower_bound[..., None])
+               for q in q_sets)
 
 
 def cql_gap(q_data: tf.Tensor, q_policy: tf.Tensor, q_uniform: tf.Tensor,
@@ -68,6 +69,8 @@ def cql_gap(q_data: tf.Tensor, q_policy: tf.Tensor, q_uniform: tf.Tensor,
   sum (CORL's `cql_importance_sample=False`). With `q_lower_bound` G(s) (Cal-QL, eq. 5)
   the policy samples' Q (and the next-state samples') become max(Q, G(s)) before the
   density correction and the temperature; uniform and dataset Q values are never bounded.
+  States may have more outer dimensions than B (recurrent agents: [B, T] states, [B, T, N]
+  samples); the sum runs over the last axis.
 
   Args:
     q_data: [B], Q at the dataset actions.
@@ -94,9 +97,9 @@ def cql_gap(q_data: tf.Tensor, q_policy: tf.Tensor, q_uniform: tf.Tensor,
     if q_next_policy is not None:
       terms.append(temperature * q_next_policy - next_policy_log_probs)
   else:
-    terms = [temperature * q for q in (q_policy, q_uniform, q_data[:, None], q_next_policy)
+    terms = [temperature * q for q in (q_policy, q_uniform, q_data[..., None], q_next_policy)
              if q is not None]
-  gap = tf.reduce_logsumexp(tf.concat(terms, axis=1), axis=1) / temperature - q_data
+  gap = tf.reduce_logsumexp(tf.concat(terms, axis=-1), axis=-1) / temperature - q_data
   if np.isfinite(clip_diff).any():
     gap = tf.clip_by_value(gap, *clip_diff)
   return gap
@@ -135,15 +138,19 @@ def max_backup(q: tf.Tensor, log_probs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor
     max_j min_k Q̄_k(s', a'_j), and log π(a'_j*|s') of the maximizing sample j*.
 
   Args:
-    q: [B, M], min_k Q̄_k(s', a'_j) of M samples a'_j ~ π(·|s') per next state.
-    log_probs: [B, M], log π(a'_j|s') of those samples, nats.
+    q: [B, M] (or [B, T, M]), min_k Q̄_k(s', a'_j) of M samples a'_j ~ π(·|s') per next
+      state.
+    log_probs: [B, M] (or [B, T, M]), log π(a'_j|s') of those samples, nats.
 
   Returns:
-    ([B] the maximum over j, [B] the log-probability of each state's maximizing sample).
+    ([B] (or [B, T]) the maximum over j, the log-probability of each state's maximizing
+    sample, same shape).
   """
-  best = tf.argmax(q, axis=1)
-  return (tf.gather(q, best, axis=1, batch_dims=1),
-          tf.gather(log_probs, best, axis=1, batch_dims=1))
+  q = tf.convert_to_tensor(q)
+  best = tf.argmax(q, axis=-1)
+  outer = q.shape.rank - 1
+  return (tf.gather(q, best, axis=outer, batch_dims=outer),
+          tf.gather(log_probs, best, axis=outer, batch_dims=outer))
 
 
 def cql_alpha_from_log(log_cql_alpha: tf.Tensor,

@@ -130,7 +130,18 @@ class CqlSacAgent(sac_agent.SacAgent):
   With `actor_ema_tau`, step 2 ends with the Polyak update of the averaged actor.
 
   Experience is a `Trajectory` with outer dims [B, 2] (or a `Transition` [B]),
-  as for `SacAgent`. Only feed-forward (stateless) networks are supported.
+  as for `SacAgent`. With a recurrent critic (e.g. `CriticRnnNetwork`, and then
+  `ActorDistributionRnnNetwork` or a feed-forward actor) the agent trains on sequences,
+  as tf_agents' CqlSacAgent (`train_sequence_length` None): experience [B, T], the
+  networks unrolled from their zero state, every term per time step. Transitions that
+  start at an episode's LAST step (s, s' in different episodes) are masked out of the
+  TD, CQL and actor terms; TD and actor terms are summed over time and averaged over the
+  batch, the CQL gap averaged over the valid steps (tf_agents' reductions).
+
+  Extension points (tf_agents' names, signatures and meaning; `train()` calls an
+  override): `_cql_loss`, `_critic_loss_with_optional_entropy_term`, `actor_loss`,
+  `_actions_and_log_probs`, `_sample_and_transpose_actions_and_log_probs`,
+  `_get_cql_alpha`, `_apply_gradients` (SacAgent's).
   """
 
   def __init__(
@@ -191,11 +202,12 @@ class CqlSacAgent(sac_agent.SacAgent):
     Args:
       time_step_spec: `TimeStep` spec of the environment/dataset.
       action_spec: A single float `BoundedTensorSpec` of rank 1, shape [A].
-      critic_network: Feed-forward network mapping (observation [B, ...],
-        action [B, A]) to Q [B]. Copied for the second critic and the targets.
-      actor_network: Feed-forward network mapping observations to an action
-        distribution (e.g. `ActorDistributionNetwork` with
-        `TanhNormalProjectionNetwork`).
+      critic_network: Network mapping (observation [B, ...], action [B, A]) to
+        Q [B]. Copied for the second critic and the targets. A recurrent critic
+        (`CriticRnnNetwork`: [B, T] → [B, T]) makes the agent train on sequences.
+      actor_network: Network mapping observations to an action distribution
+        (e.g. `ActorDistributionNetwork` with `TanhNormalProjectionNetwork`, or
+        `ActorDistributionRnnNetwork` with a recurrent critic).
       actor_optimizer: Optimizer for the actor variables.
       critic_optimizer: Optimizer for the union of Q1 and Q2 variables.
       alpha_optimizer: Optimizer for the SAC `log_alpha`.
@@ -300,8 +312,8 @@ class CqlSacAgent(sac_agent.SacAgent):
         `cql_alpha <= 0` with `use_lagrange_cql_alpha`, if
         `log_cql_alpha_clipping` is not (min, max) with min <= max, if
         `cql_clip_diff_min > cql_clip_diff_max`, `num_critics < 2`,
-        `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1], or if a
-        network is recurrent (has a non-empty `state_spec`).
+        `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1], or if the
+        actor is recurrent (non-empty `state_spec`) and the critic is not.
     """
     check_cql_sac_arguments(
         action_spec, critic_network, actor_network, cql_alpha, num_cql_samples,
@@ -323,6 +335,10 @@ class CqlSacAgent(sac_agent.SacAgent):
         target_entropy=target_entropy, gradient_clipping=gradient_clipping,
         debug_summaries=debug_summaries, summarize_grads_and_vars=summarize_grads_and_vars,
         train_step_counter=train_step_counter, name=name)
+    # Sequences exactly when SacAgent keeps the time dimension (a recurrent critic).
+    self._sequences = bool(tf.nest.flatten(critic_network.state_spec))
+    self._recurrent_actor = actor_network is not None and bool(
+        tf.nest.flatten(actor_network.state_spec))
     self._use_lagrange_cql_alpha = use_lagrange_cql_alpha
     if use_lagrange_cql_alpha:
       self._log_cql_alpha = tf.Variable(
@@ -518,9 +534,26 @@ class CqlSacAgent(sac_agent.SacAgent):
                                            self.action_spec)
 
   def _action_distribution(self, time_steps, training: bool):
-    """The policy's action distribution at `time_steps` (batch shape [B])."""
+    """The policy's action distribution at `time_steps` (batch shape [B], or [B, T]).
+
+    A recurrent actor starts each sequence from its zero state (tf_agents' agent).
+    """
     policy = self._train_policy if training else self._policy
-    return policy.distribution(time_steps, policy_state=()).action
+    policy_state = ()
+    if self._recurrent_actor:
+      policy_state = policy.get_initial_state(tf.shape(time_steps.step_type)[0])
+    return policy.distribution(time_steps, policy_state=policy_state).action
+
+  @property
+  def trains_on_sequences(self) -> bool:
+    """Whether `train()` takes sequences [B, T] (a recurrent critic) or pairs [B, 2]."""
+    return self._sequences
+
+  def _valid_steps(self, time_steps) -> Optional[tf.Tensor]:
+    """float32 [B, T], 0 where a transition starts at an episode's LAST step; None [B]."""
+    if not self._sequences:
+      return None
+    return tf.cast(~time_steps.is_last(), tf.float32)
 
   # ---------------------------------------------------------------------------
   # Loss terms.
@@ -546,10 +579,10 @@ class CqlSacAgent(sac_agent.SacAgent):
     """
     n = self._num_cql_samples
     policy_actions, log_probs = self._policy_samples(time_steps, _SEED_CQL_POLICY)
-    batch_size = tf.shape(log_probs)[0]
+    outer_shape = tf.shape(log_probs)[:-1]  # [B], or [B, T] for sequences.
     action_dim = self._action_spec.shape[-1]
     uniform_actions = self._sample_uniform_actions(
-        tf.stack([batch_size, n, action_dim]))
+        tf.concat([outer_shape, [n, action_dim]], axis=0))
     next_actions = next_log_probs = None
     if self._cql_next_state_samples:
       if next_time_steps is None:
@@ -580,12 +613,13 @@ class CqlSacAgent(sac_agent.SacAgent):
       purpose: Seed purpose (this class's stateless draws).
 
     Returns:
-      (actions float32 [B, K, A], log π float32 [B, K]).
+      (actions float32 [B, K, A], log π float32 [B, K]); [B, T, K, A] and [B, T, K]
+      for sequences.
     """
     distribution = self._action_distribution(time_steps, training)
     actions = self._sample_actions(distribution, (num_action_samples,), purpose)
     log_probs = common.log_probability(distribution, actions, self.action_spec)  # [K, B]
-    return tf.transpose(actions, [1, 0, 2]), tf.transpose(log_probs)
+    return _samples_last(actions, event_rank=1), _samples_last(log_probs, event_rank=0)
 
   def _q_at_data_and_samples(self, time_steps, actions, samples: CqlSamples,
                              training: bool):
@@ -598,16 +632,16 @@ class CqlSacAgent(sac_agent.SacAgent):
 
     Returns:
       For each of the C critics: (q_data [B], q_policy [B, N], q_uniform [B, N],
-      q_next_policy [B, N] or None), float32.
+      q_next_policy [B, N] or None), float32 ([B, T, ...] for sequences).
     """
     n = self._num_cql_samples
     sampled = [samples.policy_actions, samples.uniform_actions]
     if samples.next_policy_actions is not None:
       sampled.append(samples.next_policy_actions)
-    action_sets = tf.concat([actions[:, None, :]] + sampled, axis=1)  # [B, 1+kN, A]
+    action_sets = tf.concat([actions[..., None, :]] + sampled, axis=-2)  # [B, 1+kN, A]
     q_sets = q_at_action_sets(self.critics, time_steps, action_sets, training)
-    return [(q[:, 0], q[:, 1:n + 1], q[:, n + 1:2 * n + 1],
-             q[:, 2 * n + 1:] if len(sampled) == 3 else None) for q in q_sets]
+    return [(q[..., 0], q[..., 1:n + 1], q[..., n + 1:2 * n + 1],
+             q[..., 2 * n + 1:] if len(sampled) == 3 else None) for q in q_sets]
 
   def _cql_gap(self, q_data, q_policy, q_uniform, samples: CqlSamples,
                q_next_policy=None, q_lower_bound=None):
@@ -629,10 +663,18 @@ class CqlSacAgent(sac_agent.SacAgent):
         self._softmax_temperature, q_next_policy, samples.next_policy_log_probs,
         self._cql_importance_sample, q_lower_bound, self._cql_clip_diff)
 
-  def _cql_loss_from_gaps(self, gaps):
-    """Mean of the C critics' gaps ([B] each) over critics and the global batch."""
-    return common.aggregate_losses(
-        per_example_loss=tf.add_n(gaps) / float(len(gaps))).total_loss
+  def _cql_loss_from_gaps(self, gaps, valid=None):
+    """Mean of the C critics' gaps ([B] each) over critics and the global batch.
+
+    Sequences ([B, T] gaps, `valid` [B, T]): the mean over the valid steps of the
+    replica's batch, divided by the number of replicas (as the feed-forward mean).
+    """
+    gap = tf.add_n(gaps) / float(len(gaps))
+    if valid is None:
+      return common.aggregate_losses(per_example_loss=gap).total_loss
+    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return (tf.reduce_sum(valid * gap) / tf.maximum(tf.reduce_sum(valid), 1.0)
+            / num_replicas)
 
   def cql_loss(self, time_steps, actions, training: bool = False,
                samples: Optional[CqlSamples] = None,
@@ -656,7 +698,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     gaps = [self._cql_gap(q_data, q_policy, q_uniform, samples, q_next, q_lower_bound)
             for q_data, q_policy, q_uniform, q_next in self._q_at_data_and_samples(
                 time_steps, actions, samples, training)]
-    return self._cql_loss_from_gaps(gaps)
+    return self._cql_loss_from_gaps(gaps, self._valid_steps(time_steps))
 
   # ---------------------------------------------------------------------------
   # tf_agents' extension points. A subclass written for tf_agents' CqlSacAgent
@@ -772,16 +814,21 @@ class CqlSacAgent(sac_agent.SacAgent):
     distribution = self._action_distribution(next_time_steps, training=False)
     actions = self._sample_actions(distribution, (self._max_target_num_samples,),
                                    _SEED_TD_NEXT_ACTION)  # [M, B, A]
-    log_pis = tf.transpose(common.log_probability(distribution, actions,
-                                                  self.action_spec))  # [B, M]
+    log_pis = _samples_last(common.log_probability(distribution, actions, self.action_spec),
+                            event_rank=0)  # [B, M]
     q = cql_math.minimum(q_at_action_sets(
-        self.target_critics, next_time_steps, tf.transpose(actions, [1, 0, 2]),
+        self.target_critics, next_time_steps, _samples_last(actions, event_rank=1),
         training=False))  # [B, M]
     return cql_math.max_backup(q, log_pis)
 
-  def _td_loss(self, q_list, td_targets, td_errors_loss_fn, weights):
-    """L_TD = E_B[Σ_k f(y, Q_k)] over the C critics + critic regularization, scalar."""
+  def _td_loss(self, q_list, td_targets, td_errors_loss_fn, weights, valid=None):
+    """L_TD = E_B[Σ_k f(y, Q_k)] over the C critics + critic regularization, scalar.
+
+    Sequences ([B, T], `valid` [B, T]): E_B[Σ_t valid·Σ_k f(y, Q_k)].
+    """
     per_example = tf.add_n([td_errors_loss_fn(td_targets, q) for q in q_list])
+    if valid is not None:
+      per_example = tf.reduce_sum(valid * per_example, axis=1)
     if self._debug_summaries:
       step = self.train_step_counter
       common.generate_tensor_summaries(
@@ -819,7 +866,8 @@ class CqlSacAgent(sac_agent.SacAgent):
     q_list = [q_values(critic, time_steps.observation, actions,
                        time_steps.step_type, training)
               for critic in self.critics]
-    return self._td_loss(q_list, td_targets, td_errors_loss_fn, weights)
+    return self._td_loss(q_list, td_targets, td_errors_loss_fn, weights,
+                         self._valid_steps(time_steps))
 
   def _critic_terms(self, time_steps, actions, next_time_steps, weights,
                     training: bool, q_lower_bound=None) -> _CriticTerms:
@@ -851,10 +899,12 @@ class CqlSacAgent(sac_agent.SacAgent):
                                       tf.reduce_mean(q_uniform), step=step)
           tf.compat.v2.summary.scalar(f'q_original{i}', tf.reduce_mean(q),
                                       step=step)
+    valid = self._valid_steps(time_steps)
     critic_loss = self._critic_loss_weight * self._td_loss(
-        q_data, td_targets, self._td_errors_loss_fn, weights)
+        q_data, td_targets, self._td_errors_loss_fn, weights, valid)
     bound_rate = tf.reduce_mean(tf.stack(below)) if below else None
-    return self._critic_objective(critic_loss, self._cql_loss_from_gaps(gaps), bound_rate)
+    return self._critic_objective(critic_loss, self._cql_loss_from_gaps(gaps, valid),
+                                  bound_rate)
 
   def actor_loss(self, time_steps, actions, weights=None, training=True):
     """Computes the actor loss, with behaviour cloning during warm-up.
@@ -895,6 +945,9 @@ class CqlSacAgent(sac_agent.SacAgent):
       else:
         target = min_q()
       per_example = tf.exp(self._log_alpha) * log_pi - target
+      valid = self._valid_steps(time_steps)
+      if valid is not None:  # Sequences: summed over the valid steps.
+        per_example = tf.reduce_sum(valid * per_example, axis=1)
       loss = common.aggregate_losses(
           per_example_loss=per_example, sample_weight=weights,
           regularization_loss=self._actor_network.losses).total_loss
@@ -1089,6 +1142,17 @@ def saturated_fraction(actions: tf.Tensor, action_spec, margin: float = 0.01) ->
   half_range = (high - low) / 2.0
   distance = tf.abs(actions - (high + low) / 2.0) / half_range  # 1 at a bound.
   return tf.reduce_mean(tf.cast(distance > 1.0 - margin, tf.float32))
+
+
+def _samples_last(samples: tf.Tensor, event_rank: int) -> tf.Tensor:
+  """Moves the sample axis of a draw, [K, *outer, *event], behind the outer axes.
+
+  Actions [K, B, A] → [B, K, A] (event_rank 1), log-probabilities [K, B] → [B, K]
+  (event_rank 0); with sequences [K, B, T, A] → [B, T, K, A].
+  """
+  rank = samples.shape.rank
+  outer = list(range(1, rank - event_rank))
+  return tf.transpose(samples, outer + [0] + list(range(rank - event_rank, rank)))
 
 
 def _check_finite(loss: tf.Tensor, name: str) -> None:
