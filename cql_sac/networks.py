@@ -13,6 +13,10 @@ separately, of the actor, CORL's and JaxCQL's log-std head
 (`LogStdTanhNormalProjectionNetwork`) in place of TF-Agents' exp(raw) head, and layer
 normalization in the critics (ReBRAC, RLPD).
 
+Recurrent networks (`lstm_size`, for partially observed tasks): TF-Agents'
+`ActorDistributionRnnNetwork` (same tanh-Normal head) and `CriticRnnNetwork`, with the
+LSTM after the first hidden layer of each; the agent then trains on sequences.
+
 Mixed precision: with `compute_dtype='bfloat16'` the critics, which take
 about 95% of a CQL step's FLOPs (they see B·(2N+1) rows, the actor B), run
 their matmuls in bfloat16 while keeping float32 variables and returning float32
@@ -26,8 +30,10 @@ from typing import NamedTuple, Optional, Sequence
 import gin
 import numpy as np
 import tensorflow as tf
+from tf_agents.agents.ddpg import critic_rnn_network
 from tf_agents.agents.sac import tanh_normal_projection_network
 from tf_agents.networks import actor_distribution_network
+from tf_agents.networks import actor_distribution_rnn_network
 from tf_agents.networks import network
 
 from cql_sac.critic_network import MultiActionCriticNetwork
@@ -116,7 +122,8 @@ def make_networks(observation_spec, action_spec,
                   actor_log_std_head: bool = False,
                   log_std_multiplier: float = 1.0,
                   log_std_offset: float = -1.0,
-                  observation_statistics: Optional[ObservationStatistics] = None
+                  observation_statistics: Optional[ObservationStatistics] = None,
+                  lstm_size: Optional[Sequence[int]] = None
                   ) -> CqlSacNetworks:
   """Builds the actor and critic networks.
 
@@ -144,6 +151,9 @@ def make_networks(observation_spec, action_spec,
       network then normalizes its observations itself, (s − mean)/std (CORL's
       `normalize`), so the replay, SavedModel policies and evaluation take raw
       observations. None: no normalization.
+    lstm_size: LSTM cell sizes, e.g. (128,): recurrent actor and critics
+      (`ActorDistributionRnnNetwork`, `CriticRnnNetwork`: first hidden layer, LSTM, the
+      remaining hidden layers). None: feed-forward networks.
 
   Returns:
     `CqlSacNetworks`; pass them to `CqlSacAgent` as `actor_network`,
@@ -153,8 +163,19 @@ def make_networks(observation_spec, action_spec,
   Raises:
     ValueError: If `compute_dtype` is not one of 'float32', 'bfloat16', or the
       observation or action spec is not a rank-1 float spec (flatten dict
-      observations first).
+      observations first); with `lstm_size`, for bfloat16, orthogonal initialization,
+      layer normalization, the log-std head or observation statistics (feed-forward
+      options).
   """
+  if lstm_size:
+    return _recurrent_networks(observation_spec, action_spec, tuple(actor_fc_layers),
+                               tuple(critic_joint_fc_layers), tuple(lstm_size), dict(
+                                   compute_dtype=compute_dtype != 'float32',
+                                   critic_orthogonal_init=critic_orthogonal_init,
+                                   actor_orthogonal_init=actor_orthogonal_init,
+                                   critic_layer_norm=critic_layer_norm,
+                                   actor_log_std_head=actor_log_std_head,
+                                   observation_statistics=observation_statistics is not None))
   head = tanh_normal_projection_network.TanhNormalProjectionNetwork
   if actor_log_std_head:
     head = functools.partial(
@@ -172,6 +193,33 @@ def make_networks(observation_spec, action_spec,
                                       orthogonal_init=critic_orthogonal_init,
                                       layer_norm=critic_layer_norm,
                                       observation_mean=mean, observation_std=std)
+             for name in ('CriticNetwork', 'CriticNetwork2', 'TargetCriticNetwork1',
+                          'TargetCriticNetwork2')]
+  return CqlSacNetworks(actor, *critics)
+
+
+def _recurrent_networks(observation_spec, action_spec, actor_fc_layers, critic_fc_layers,
+                        lstm_size, feed_forward_options) -> CqlSacNetworks:
+  """TF-Agents' recurrent actor and critics: first hidden layer, LSTM, the other layers.
+
+  Raises:
+    ValueError: naming the first of `feed_forward_options` ({make_networks argument:
+      whether it is set}) that is set: those exist for the feed-forward networks only.
+  """
+  for name, is_set in feed_forward_options.items():
+    if is_set:
+      raise ValueError(f'make_networks.{name} is for feed-forward networks; unset it or '
+                       'make_networks.lstm_size.')
+  actor = actor_distribution_rnn_network.ActorDistributionRnnNetwork(
+      observation_spec, action_spec, input_fc_layer_params=actor_fc_layers[:1],
+      lstm_size=lstm_size, output_fc_layer_params=actor_fc_layers[1:],
+      continuous_projection_net=tanh_normal_projection_network.TanhNormalProjectionNetwork)
+  critics = [critic_rnn_network.CriticRnnNetwork(
+      (observation_spec, action_spec), observation_fc_layer_params=None,
+      action_fc_layer_params=None, joint_fc_layer_params=critic_fc_layers[:1],
+      lstm_size=lstm_size, output_fc_layer_params=critic_fc_layers[1:],
+      kernel_initializer='glorot_uniform', last_kernel_initializer='glorot_uniform',
+      name=name)
              for name in ('CriticNetwork', 'CriticNetwork2', 'TargetCriticNetwork1',
                           'TargetCriticNetwork2')]
   return CqlSacNetworks(actor, *critics)

@@ -51,7 +51,8 @@ Episodes = Union[tf.data.Dataset, steps_lib.EpisodeSteps]
 
 
 class Replay:
-  """Samples batches of 2-step items from a Reverb table that holds the whole dataset.
+  """Samples batches of 2-step items (L-step with `build_replay(sequence_length=L)`) from a
+  Reverb table that holds the whole dataset.
 
   Attributes:
     data_spec: `Trajectory` of TensorSpecs of one step (no outer dims): step_type and
@@ -124,7 +125,8 @@ class Replay:
       num_parallel_calls: Reverb sampling streams to interleave (None: one).
 
     Returns:
-      `tf.data.Dataset` of (Trajectory with outer dims [B, 2], `reverb.SampleInfo` [B]).
+      `tf.data.Dataset` of (Trajectory with outer dims [B, L], `reverb.SampleInfo` [B]), L
+      the table's item length (2, or `build_replay`'s `sequence_length`).
     """
     def stream(_):
       items = reverb.TrajectoryDataset.from_table_signature(
@@ -241,17 +243,20 @@ class InMemoryReplay:
     """Nothing to release; present for interface parity with `Replay`."""
 
 
-def packed_signature(data_spec: trajectory.Trajectory) -> dict:
+def packed_signature(data_spec: trajectory.Trajectory,
+                     sequence_length: int = SEQUENCE_LENGTH) -> dict:
   """The Reverb table signature of items of packed steps.
 
   Args:
     data_spec: the step spec (`Replay.data_spec`): float32 observation [O] and action [A],
       float32 reward and discount [], int32 step types [].
+    sequence_length: L, steps per item (2: transitions; more: sequences for recurrent
+      networks).
 
   Returns:
-    {'observation': float32 TensorSpec [2, O], 'packed': float32 TensorSpec [2, A + 4]}, the
+    {'observation': float32 TensorSpec [L, O], 'packed': float32 TensorSpec [L, A + 4]}, the
     second holding action, reward, discount, step_type, next_step_type (`_PACKED_FIELDS`),
-    and 'return_to_go' float32 [2] when the spec's policy_info has it (Cal-QL).
+    and 'return_to_go' float32 [L] when the spec's policy_info has it (Cal-QL).
 
   Raises:
     ValueError: if the spec's observation, action, reward or discount is not float32 or the
@@ -266,12 +271,12 @@ def packed_signature(data_spec: trajectory.Trajectory) -> dict:
           'for D4RL datasets).')
   width = data_spec.action.shape[0] + _PACKED_SCALARS
   signature = {
-      'observation': tf.TensorSpec([SEQUENCE_LENGTH] + data_spec.observation.shape.as_list(),
+      'observation': tf.TensorSpec([sequence_length] + data_spec.observation.shape.as_list(),
                                    tf.float32, name='observation'),
-      'packed': tf.TensorSpec([SEQUENCE_LENGTH, width], tf.float32, name='packed')}
+      'packed': tf.TensorSpec([sequence_length, width], tf.float32, name='packed')}
   if _has_return_to_go(data_spec):
     signature[transitions.RETURN_TO_GO] = tf.TensorSpec(
-        [SEQUENCE_LENGTH], tf.float32, name=transitions.RETURN_TO_GO)
+        [sequence_length], tf.float32, name=transitions.RETURN_TO_GO)
   return signature
 
 
@@ -347,8 +352,26 @@ def build_in_memory_replay(episodes: Episodes, *, reward_shift: float = 0.0,
   return InMemoryReplay(traj_steps, spec)
 
 
+def sequence_item_count(items: np.ndarray, sequence_length: int) -> int:
+  """Items of L = `sequence_length` consecutive steps of one episode that `items` allow.
+
+  Args:
+    items: int [num_items, 2], the 2-step items (`TrajectorySteps.items`), in dataset order.
+    sequence_length: L >= 2.
+
+  Returns:
+    Σ over episodes of max(0, steps − L + 1), the windows with stride 1 (`num_items` for L=2).
+  """
+  if not len(items):
+    return 0
+  starts = np.flatnonzero(np.append(True, items[1:, 0] != items[:-1, 1]))
+  pairs = np.diff(np.append(starts, len(items)))  # 2-step items per episode.
+  return int(np.maximum(pairs + 2 - sequence_length, 0).sum())
+
+
 def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server,
-                 table_name: str = TABLE_NAME) -> None:
+                 table_name: str = TABLE_NAME,
+                 sequence_length: int = SEQUENCE_LENGTH) -> None:
   """Writes every item of `traj_steps` with a Reverb TrajectoryWriter, episode by episode.
 
   This writes the items TF-Agents' `ReverbAddTrajectoryObserver(sequence_length=2)` writes (one
@@ -359,6 +382,10 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server,
   two packed columns the chunk length matters little (100,000 items, chunks of 2 vs 32 steps:
   194 vs 225 MiB, 9.2 vs 10.4 s to fill, 5.4-6.1 vs 5.7-6.4 ms CPU per batch of 256, one run
   each on the shared 2-core machine).
+
+  With `sequence_length` L > 2, each item is L consecutive steps of one episode, stride 1
+  (`ReverbAddTrajectoryObserver(sequence_length=L, stride_length=1)`); an episode shorter
+  than L gives none.
   """
   client = reverb.Client(f'localhost:{server.port}')
   observations = np.asarray(traj_steps.trajectory.observation, np.float32)
@@ -369,16 +396,20 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server,
         transitions.RETURN_TO_GO]
   step = lambda i: {name: column[i] for name, column in columns.items()}
   with client.trajectory_writer(num_keep_alive_refs=_CHUNK_STEPS) as writer:
-    previous, num_items = None, 0
+    previous, num_items, episode_steps = None, 0, 0
     for first, second in traj_steps.items:
       if previous is None or first != previous:
         if previous is not None:
           writer.end_episode()  # No item links the previous step to this one.
         writer.append(step(first))
+        episode_steps = 1
       writer.append(step(second))
-      history = tf.nest.map_structure(lambda column: column[-2:], writer.history)
+      previous, episode_steps = second, episode_steps + 1
+      if episode_steps < sequence_length:
+        continue
+      history = tf.nest.map_structure(lambda column: column[-sequence_length:],
+                                      writer.history)
       writer.create_item(table_name, priority=1.0, trajectory=history)
-      previous = second
       num_items += 1
       if num_items % _FLUSH_ITEMS == 0:
         writer.flush(block_until_num_items=2 * _FLUSH_ITEMS)
@@ -386,26 +417,30 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server,
 
 
 def _start_server(traj_steps: transitions.TrajectorySteps, data_spec: trajectory.Trajectory,
-                  port: Optional[int], extra_capacity: int = 0) -> reverb.Server:
-  """Starts a server whose table holds every item (and `extra_capacity` more), fills it."""
-  if traj_steps.num_items == 0:
-    raise ValueError('The dataset has no transitions (every episode has a single step). Fix: '
-                     'use a dataset with longer episodes or pad_end_of_episodes=True.')
+                  port: Optional[int], extra_capacity: int = 0,
+                  sequence_length: int = SEQUENCE_LENGTH) -> Tuple[reverb.Server, int]:
+  """Starts a server whose table holds every item (and `extra_capacity` more), fills it;
+  returns it and its number of items."""
+  num_items = sequence_item_count(traj_steps.items, sequence_length)
+  if num_items == 0:
+    raise ValueError(f'The dataset has no item of {sequence_length} steps within an episode. '
+                     'Fix: use a dataset with longer episodes, pad_end_of_episodes=True, or '
+                     'a shorter train_eval.train_sequence_length.')
   table = reverb.Table(
       name=TABLE_NAME,
       sampler=reverb.selectors.Uniform(),
       remover=reverb.selectors.Fifo(),  # Never used: max_size holds every item.
-      max_size=traj_steps.num_items + extra_capacity,
+      max_size=num_items + extra_capacity,
       rate_limiter=reverb.rate_limiters.MinSize(1),
-      signature=packed_signature(data_spec))
+      signature=packed_signature(data_spec, sequence_length))
   server = reverb.Server([table], port=port)
-  _write_items(traj_steps, server)
+  _write_items(traj_steps, server, sequence_length=sequence_length)
   size = server.localhost_client().server_info()[TABLE_NAME].current_size
-  if size != traj_steps.num_items:
+  if size != num_items:
     server.stop()
-    raise RuntimeError(f'Reverb table holds {size} items, expected {traj_steps.num_items}.')
+    raise RuntimeError(f'Reverb table holds {size} items, expected {num_items}.')
   logging.info('Reverb table %r on port %d holds %d items.', TABLE_NAME, server.port, size)
-  return server
+  return server, num_items
 
 
 def _connect(server_address: str, timeout_s: int = _SERVER_TIMEOUT_S) -> Replay:
@@ -431,7 +466,8 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
                  pad_end_of_episodes: bool = True, server_address: Optional[str] = None,
                  port: Optional[int] = None,
                  returns_to_go: Optional[np.ndarray] = None,
-                 extra_capacity: int = 0) -> Replay:
+                 extra_capacity: int = 0,
+                 sequence_length: int = SEQUENCE_LENGTH) -> Replay:
   """Builds the Reverb replay holding every transition of a (validated) dataset.
 
   Args:
@@ -449,10 +485,12 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
       third Reverb column.
     extra_capacity: room for this many more items (`Replay.add`): online fine-tuning's
       transitions in the same table (`train_eval.mixing_ratio = None`).
+    sequence_length: L, steps per item: 2 (transitions) or more (sequences within an
+      episode, stride 1, for recurrent networks; `sequence_item_count`).
 
   Returns:
     A `Replay` whose `num_items` equals the dataset's transitions (`DatasetStats.num_transitions`
-    plus its one-step episodes when padded).
+    plus its one-step episodes when padded), or with L > 2 its windows of L steps.
 
   Raises:
     ValueError: if the dataset has no transition, or no table is served at `server_address`.
@@ -461,8 +499,8 @@ def build_replay(episodes: Optional[Episodes], *, reward_shift: float = 0.0,
     return _connect(server_address)
   traj_steps, spec = _trajectory_steps(episodes, reward_shift, action_clipping,
                                        pad_end_of_episodes, returns_to_go)
-  server = _start_server(traj_steps, spec, port, extra_capacity)
-  return Replay(spec, traj_steps.num_items, server=server, packed=True)
+  server, num_items = _start_server(traj_steps, spec, port, extra_capacity, sequence_length)
+  return Replay(spec, num_items, server=server, packed=True)
 
 
 def build_online_replay(data_spec: trajectory.Trajectory, capacity: int,

@@ -179,3 +179,28 @@ def test_connecting_to_a_table_of_unpacked_trajectories_raises_with_the_fix():
       replay._connect(f'localhost:{server.port}', timeout_s=5)  # pylint: disable=protected-access
   finally:
     server.stop()
+
+
+def test_sequence_items_are_every_window_of_consecutive_steps_within_an_episode(hopper_steps):
+  _, steps = hopper_steps
+  length = 5
+  traj_steps = replay.build_in_memory_replay(steps).trajectory_steps
+  bounds = steps.episode_bounds()
+  windows = [np.arange(start, start + length) for begin, end in bounds
+             for start in range(begin, end - length + 1)]
+  assert replay.sequence_item_count(traj_steps.items, length) == len(windows)
+  traj = tf.nest.map_structure(np.asarray, traj_steps.trajectory)
+  want = set()
+  for window in windows:
+    item = tf.nest.map_structure(lambda field, w=window: field[w][None], traj)
+    want.add(_item_key(item, 0))
+  sequences = replay.build_replay(steps, sequence_length=length)
+  try:
+    assert sequences.num_items == len(windows)
+    got = set()
+    for batch, _ in sequences.as_dataset(BATCH).take(20).as_numpy_iterator():
+      assert batch.step_type.shape == (BATCH, length)
+      got.update(_item_key(batch, b) for b in range(BATCH))
+    assert got <= want and len(got) > 0.9 * len(want)
+  finally:
+    sequences.close()
