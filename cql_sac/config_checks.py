@@ -18,6 +18,8 @@ from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.datasets.holdout import holdout_seed
 from cql_sac.datasets.loading import recorded_env_name
+from cql_sac.envs import position_dims
+from cql_sac.networks import configured_lstm_size
 from cql_sac.run_record import read_run_record
 from cql_sac.tasks import get_dataset_info
 
@@ -36,7 +38,9 @@ def check_config(config: SimpleNamespace) -> None:
     ConfigError: For a numeric argument out of range (`_check_numbers`), `sample_in_loop`
       with a remote replay or several devices, an option that needs cql_sac's agent with
       another agent class, bad online settings (`_check_online`), a bad or changed
-      `holdout_fraction` (`_check_holdout`), Cal-QL with an external Reverb server, or an
+      `holdout_fraction` (`_check_holdout`), Cal-QL with an external Reverb server, a
+      sequence length that does not fit the networks or an option recurrent networks cannot
+      take (`_check_sequences`), `velocities_hidden` for a task without that variant, or an
       unwritable `root_dir`.
   """
   arguments = vars(config)
@@ -59,6 +63,12 @@ def check_config(config: SimpleNamespace) -> None:
   if config.replay_server_address and issubclass(agent_class, CalQlAgent):
     raise ConfigError('CalQlAgent needs returns-to-go in the replay, which an external Reverb '
                       'server does not store; drop --replay_server_address.')
+  _check_sequences(arguments)
+  if config.velocities_hidden:
+    try:
+      position_dims(config.env_name)
+    except ValueError as e:
+      raise ConfigError(f'train_eval.velocities_hidden: {e}') from e
   _check_root_dir(config.root_dir)
 
 
@@ -72,7 +82,14 @@ _INTEGERS_AT_LEAST = {
     'data_prefetch': 1, 'policy_save_interval': 1, 'summary_interval': 1,
     'checkpoint_interval': 1, 'max_checkpoints_to_keep': 1, 'learner_iterations_per_call': 1,
     'eval_episodes': 0, 'num_eval_samples': 1, 'online_env_steps': 0,
-    'updates_per_env_step': 1}
+    'updates_per_env_step': 1, 'train_sequence_length': 2}
+# Options recurrent networks cannot take: train_eval argument -> why.
+_NOT_WITH_SEQUENCES = {
+    'sample_in_loop': 'the in-memory sampler draws 2-step items',
+    'online_env_steps': 'online fine-tuning collects 2-step items',
+    'eval_with_q_filter': 'the Q-filtered policy is stateless',
+    'replay_server_address': 'cql_sac_reverb_server serves 2-step items',
+    'normalize_observations': 'the recurrent critics take no normalization layer'}
 
 
 def _check_numbers(arguments: Dict[str, object]) -> None:
@@ -111,6 +128,38 @@ def _check_numbers(arguments: Dict[str, object]) -> None:
   for name in _FINITE:
     if not math.isfinite(number(name)):
       fail(name, 'a finite number')
+
+
+def _check_sequences(arguments: Dict[str, object]) -> None:
+  """Checks `train_sequence_length` against `make_networks.lstm_size` and the options
+  recurrent networks cannot take (`_NOT_WITH_SEQUENCES`, Cal-QL, bfloat16 and the other
+  feed-forward network options).
+
+  Raises:
+    ConfigError: Naming the option to change.
+  """
+  try:
+    lstm_size = configured_lstm_size()
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  length = arguments['train_sequence_length']
+  if lstm_size is None:
+    if length != 2:
+      raise ConfigError(f'train_eval.train_sequence_length = {length} needs recurrent networks '
+                        '(make_networks.lstm_size, e.g. (128,)); feed-forward networks train '
+                        'on 2-step items: set it to 2.')
+    return
+  if length < 3:
+    raise ConfigError(f'make_networks.lstm_size = {lstm_size} makes the networks recurrent: '
+                      'set train_eval.train_sequence_length to the steps per sampled '
+                      'sequence (e.g. 20).')
+  for option, why in _NOT_WITH_SEQUENCES.items():
+    if arguments[option]:
+      raise ConfigError(f'train_eval.{option} does not work with recurrent networks ({why}); '
+                        f'unset it or make_networks.lstm_size.')
+  if issubclass(arguments['agent_class'], CalQlAgent):
+    raise ConfigError('CalQlAgent takes feed-forward networks only; unset '
+                      'make_networks.lstm_size or use CqlSacAgent.')
 
 
 def _check_online(arguments: Dict[str, object]) -> None:

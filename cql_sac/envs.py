@@ -36,6 +36,12 @@ Where these environments differ from the mujoco-py ones D4RL recorded its datase
    reference returns, never D4RL's).
 6. Observations are cast from float64 to float32, the dtype TFDS stores D4RL observations in, so
    the environment's specs equal the dataset's. Actions are float32 in [-1, 1] in both.
+
+Partially observed variants (`velocities_hidden`): the standard "-P" tasks of the POMDP
+literature (Ni et al. 2022, "Recurrent Model-Free RL Can Be a Strong Baseline for Many
+POMDPs", after Han et al. 2020) keep the joint positions and drop the velocities. A locomotion
+observation is qpos[1:] then qvel, so the positions are its first `POSITION_DIMS` entries;
+`positions_only` cuts dataset observations the same way as the wrapped environment.
 """
 
 import warnings
@@ -245,8 +251,63 @@ def make_gym_env(env_name: str, max_episode_steps: Optional[int] = None) -> gym.
     return gym.make(info.gym_env_id, max_episode_steps=max_episode_steps, **kwargs)
 
 
+# Leading observation entries that are positions (qpos[1:]) in the gymnasium -v4 tasks.
+POSITION_DIMS = {'Hopper-v4': 5, 'HalfCheetah-v4': 8, 'Walker2d-v4': 8}
+
+
+def position_dims(env_name: str) -> int:
+  """Number of leading observation entries that are positions, P, for a D4RL task.
+
+  Args:
+    env_name: D4RL name, e.g. 'hopper-medium-v2'.
+
+  Returns:
+    P (Hopper 5 of 11, HalfCheetah 8 of 17, Walker2d 8 of 17).
+
+  Raises:
+    ValueError: For a task without a velocity-hidden variant (Ant, AntMaze) or an unknown
+      name.
+  """
+  gym_env_id = tasks.get_dataset_info(env_name).gym_env_id
+  if gym_env_id not in POSITION_DIMS:
+    raise ValueError(f'{env_name} has no velocity-hidden variant (defined for '
+                     f'{sorted(POSITION_DIMS)}); unset velocities_hidden.')
+  return POSITION_DIMS[gym_env_id]
+
+
+def positions_only(observations: np.ndarray, env_name: str) -> np.ndarray:
+  """The positions of locomotion observations, velocities dropped ("-P" tasks).
+
+  Args:
+    observations: float [..., O] full observations of task `env_name`.
+    env_name: D4RL name.
+
+  Returns:
+    float [..., P], the first P = `position_dims(env_name)` entries (same dtype).
+
+  Raises:
+    ValueError: As `position_dims`.
+  """
+  return observations[..., :position_dims(env_name)]
+
+
+class PositionsOnly(gym.ObservationWrapper):
+  """Keeps the first P observation entries (positions), as `positions_only`."""
+
+  def __init__(self, env: gym.Env, num_positions: int):
+    super().__init__(env)
+    space = env.observation_space
+    self.observation_space = gym.spaces.Box(space.low[:num_positions],
+                                            space.high[:num_positions], dtype=space.dtype)
+    self._num_positions = num_positions
+
+  def observation(self, observation: np.ndarray) -> np.ndarray:
+    return observation[:self._num_positions]
+
+
 def load_env(env_name: str, seed: Optional[int] = None,
-             max_episode_steps: Optional[int] = None) -> GymnasiumEnvironment:
+             max_episode_steps: Optional[int] = None,
+             velocities_hidden: bool = False) -> GymnasiumEnvironment:
   """Returns the real MuJoCo simulation of a D4RL task as a TF-Agents PyEnvironment.
 
   Specs: observation ArraySpec float32 [obs_dim] (named 'observation'), action
@@ -259,11 +320,16 @@ def load_env(env_name: str, seed: Optional[int] = None,
     env_name: D4RL name, e.g. 'hopper-medium-v2'.
     seed: seed for the first reset and the action-space sampler; None for random.
     max_episode_steps: time limit override; None uses D4RL's.
+    velocities_hidden: Observe the positions only (`PositionsOnly`, float32 [P]).
 
   Returns:
     A `GymnasiumEnvironment` (auto-resets after a LAST step).
 
   Raises:
-    ValueError: if `env_name` is unknown; the message lists the closest known names.
+    ValueError: if `env_name` is unknown (the message lists the closest known names), or
+      has no velocity-hidden variant.
   """
-  return GymnasiumEnvironment(make_gym_env(env_name, max_episode_steps), seed=seed)
+  gym_env = make_gym_env(env_name, max_episode_steps)
+  if velocities_hidden:
+    gym_env = PositionsOnly(gym_env, position_dims(env_name))
+  return GymnasiumEnvironment(gym_env, seed=seed)

@@ -220,8 +220,11 @@ class EvalResult(NamedTuple):
 
 def evaluate(policy_dir: str, env_name: str, num_episodes: int,
              seed: Optional[int] = None, q_filter: bool = False,
-             ema: bool = False) -> EvalResult:
+             ema: bool = False, velocities_hidden: bool = False) -> EvalResult:
   """Runs a saved policy for `num_episodes` episodes in the real environment.
+
+  A recurrent policy carries its state through each episode (tf_agents' Actor starts every
+  episode from the policy's initial state).
 
   Args:
     policy_dir: See `load_policy`.
@@ -230,6 +233,8 @@ def evaluate(policy_dir: str, env_name: str, num_episodes: int,
     env_name: D4RL environment name (e.g. 'hopper-medium-v2').
     num_episodes: Number of full episodes to run.
     seed: Optional environment seed.
+    velocities_hidden: Observe positions only (`cql_sac.envs.PositionsOnly`), for a policy
+      trained with `train_eval.velocities_hidden`.
 
   Returns:
     An `EvalResult`.
@@ -237,7 +242,7 @@ def evaluate(policy_dir: str, env_name: str, num_episodes: int,
   Raises:
     ValueError: For an unknown `env_name` or when no policy is found.
   """
-  env = load_env(env_name, seed=seed)
+  env = load_env(env_name, seed=seed, velocities_hidden=velocities_hidden)
   policy = load_policy(policy_dir, q_filter, ema)
   train_step = tf.Variable(policy.get_train_step(), dtype=tf.int64)
   eval_actor = make_eval_actor(env, policy, env_name, num_episodes, train_step)
@@ -263,7 +268,7 @@ def main(argv: Sequence[str]) -> None:
   args = cli.start_main(argv)
   try:
     result = evaluate(args.policy_dir, args.env_name, args.num_episodes, args.seed,
-                      args.q_filter, args.ema)
+                      args.q_filter, args.ema, args.velocities_hidden)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   print(f'policy: {args.policy_dir} (train step {result.train_step})')
@@ -292,6 +297,8 @@ def run() -> None:
   flags.DEFINE_bool('ema', False, 'Run the greedy policy of the Polyak-averaged actor '
                     '(policies/ema_greedy_policy) of a run trained with '
                     'CqlSacAgent.actor_ema_tau.')
+  flags.DEFINE_bool('velocities_hidden', False, 'Observe positions only, for a policy trained '
+                    'with train_eval.velocities_hidden (the "-P" partially observed task).')
   cli.list_flags_in_help(__name__)
   app.run(main)
 

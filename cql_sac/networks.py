@@ -25,7 +25,7 @@ precision and `TanhNormalProjectionNetwork` requires float32 inputs).
 """
 
 import functools
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import gin
 import numpy as np
@@ -168,14 +168,16 @@ def make_networks(observation_spec, action_spec,
       options).
   """
   if lstm_size:
+    check_recurrent_options(dict(
+        compute_dtype=compute_dtype, critic_orthogonal_init=critic_orthogonal_init,
+        actor_orthogonal_init=actor_orthogonal_init, critic_layer_norm=critic_layer_norm,
+        actor_log_std_head=actor_log_std_head))
+    if observation_statistics is not None:
+      raise ValueError('Observation normalization is for feed-forward networks; set '
+                       'train_eval.normalize_observations = False or unset '
+                       'make_networks.lstm_size.')
     return _recurrent_networks(observation_spec, action_spec, tuple(actor_fc_layers),
-                               tuple(critic_joint_fc_layers), tuple(lstm_size), dict(
-                                   compute_dtype=compute_dtype != 'float32',
-                                   critic_orthogonal_init=critic_orthogonal_init,
-                                   actor_orthogonal_init=actor_orthogonal_init,
-                                   critic_layer_norm=critic_layer_norm,
-                                   actor_log_std_head=actor_log_std_head,
-                                   observation_statistics=observation_statistics is not None))
+                               tuple(critic_joint_fc_layers), tuple(lstm_size))
   head = tanh_normal_projection_network.TanhNormalProjectionNetwork
   if actor_log_std_head:
     head = functools.partial(
@@ -198,18 +200,49 @@ def make_networks(observation_spec, action_spec,
   return CqlSacNetworks(actor, *critics)
 
 
-def _recurrent_networks(observation_spec, action_spec, actor_fc_layers, critic_fc_layers,
-                        lstm_size, feed_forward_options) -> CqlSacNetworks:
-  """TF-Agents' recurrent actor and critics: first hidden layer, LSTM, the other layers.
+# make_networks' options of the feed-forward networks only, with their defaults.
+_FEED_FORWARD_ONLY = {'compute_dtype': 'float32', 'critic_orthogonal_init': False,
+                      'actor_orthogonal_init': False, 'critic_layer_norm': False,
+                      'actor_log_std_head': False}
+
+
+def check_recurrent_options(options: dict) -> None:
+  """Checks that no feed-forward-only option of `make_networks` is set with `lstm_size`.
+
+  Args:
+    options: {make_networks argument name: value}; missing names take their defaults.
 
   Raises:
-    ValueError: naming the first of `feed_forward_options` ({make_networks argument:
-      whether it is set}) that is set: those exist for the feed-forward networks only.
+    ValueError: naming the first such option that is not at its default (bfloat16,
+      orthogonal initialization, layer normalization, the log-std head).
   """
-  for name, is_set in feed_forward_options.items():
-    if is_set:
-      raise ValueError(f'make_networks.{name} is for feed-forward networks; unset it or '
-                       'make_networks.lstm_size.')
+  for name, default in _FEED_FORWARD_ONLY.items():
+    if options.get(name, default) != default:
+      raise ValueError(f'make_networks.{name} = {options[name]!r} is for feed-forward '
+                       'networks; unset it or make_networks.lstm_size.')
+
+
+def configured_lstm_size() -> Optional[Tuple[int, ...]]:
+  """`make_networks.lstm_size` as bound in gin (None: feed-forward), its options checked.
+
+  Lets `train_eval` refuse a recurrent configuration before it writes anything.
+
+  Raises:
+    ValueError: As `check_recurrent_options`, for the options bound in gin.
+  """
+  try:
+    bound = gin.get_bindings(make_networks)
+  except ValueError:
+    return None
+  lstm_size = bound.get('lstm_size')
+  if lstm_size:
+    check_recurrent_options(bound)
+  return tuple(lstm_size) if lstm_size else None
+
+
+def _recurrent_networks(observation_spec, action_spec, actor_fc_layers, critic_fc_layers,
+                        lstm_size) -> CqlSacNetworks:
+  """TF-Agents' recurrent actor and critics: first hidden layer, LSTM, the other layers."""
   actor = actor_distribution_rnn_network.ActorDistributionRnnNetwork(
       observation_spec, action_spec, input_fc_layer_params=actor_fc_layers[:1],
       lstm_size=lstm_size, output_fc_layer_params=actor_fc_layers[1:],

@@ -33,6 +33,7 @@ its defaults. Every other hyperparameter is a gin parameter of `train_eval`, wit
 names and defaults of the TF-Agents reference `cql_sac_train_eval`.
 """
 
+import dataclasses
 import difflib
 import functools
 import inspect
@@ -85,6 +86,7 @@ from cql_sac.datasets.steps import EpisodeSteps
 from cql_sac.datasets.validation import DatasetStats
 from cql_sac.datasets.validation import validate_episodes
 from cql_sac.envs import load_env
+from cql_sac.envs import positions_only
 from cql_sac.learner import CqlLearner
 from cql_sac.learner import iterations_until_next_stop
 from cql_sac.networks import ObservationStatistics
@@ -173,6 +175,8 @@ def train_eval(
     reverb_port: Optional[int] = None,
     replay_server_address: Optional[str] = None,
     sample_in_loop: bool = False,
+    train_sequence_length: int = 2,
+    velocities_hidden: bool = False,
     # Others
     agent_class: type = CqlSacAgent,
     policy_save_interval: int = 10000,
@@ -266,6 +270,13 @@ def train_eval(
       step's batch inside the compiled K-step loop (`FusedLearner.train_on_replay`): the
       same uniform distribution, no host round trip per step; the fast path on a GPU.
       Single process, single replica; Reverb (False) serves remote and online tables.
+    train_sequence_length: Steps per replay item: 2 (transitions) for feed-forward networks;
+      with recurrent ones (`make_networks.lstm_size`) the length L >= 3 of the sequences
+      sampled from the same Reverb table (every L-step window of an episode), on which
+      they are unrolled from the zero state (L − 1 transitions each).
+    velocities_hidden: The partially observed ("-P") task: dataset and evaluation
+      environments observe the positions only (`cql_sac.envs.positions_only`; Hopper 5 of
+      11 entries); evaluate its policies with `cql_sac_eval --velocities_hidden`.
     agent_class: The agent: cql_sac's `CqlSacAgent`, or tf_agents' own for a
       reference run (gin `@tf_agents.agents.cql.cql_sac_agent.CqlSacAgent`; it takes the
       same arguments, but not `sample_in_loop`).
@@ -392,12 +403,15 @@ def _load_dataset(config: SimpleNamespace) -> _Dataset:
   """
   env_name, dataset_name = config.env_name, config.dataset_name
   try:
-    env = load_env(env_name, seed=config.seed)
+    env = load_env(env_name, seed=config.seed, velocities_hidden=config.velocities_hidden)
   except ValueError as e:
     raise ConfigError(f'Unknown --env_name={env_name}: {e}') from e
   try:  # Read once into memory; validation and Reverb both use this copy.
     episodes = load_episode_steps(dataset_name, data_dir=config.data_dir,
                                   take=config.data_take)
+    if config.velocities_hidden:
+      episodes = dataclasses.replace(
+          episodes, observation=positions_only(episodes.observation, env_name))
   except ValueError as e:  # TFDS's DatasetNotFoundError is a ValueError too.
     raise ConfigError(f'Cannot load --dataset_name={dataset_name}: {e}') from e
   try:
@@ -506,7 +520,8 @@ def _build_replay(config: SimpleNamespace, data: _Dataset) -> _Replays:
     shared_table = config.online_env_steps > 0 and config.mixing_ratio is None
     replay = build_replay(data.episodes, server_address=config.replay_server_address,
                           port=config.reverb_port,
-                          extra_capacity=config.online_env_steps if shared_table else 0, **items)
+                          extra_capacity=config.online_env_steps if shared_table else 0,
+                          sequence_length=config.train_sequence_length, **items)
   logging.info('The replay (%s) holds %d transitions',
                'in memory' if config.sample_in_loop else 'Reverb', replay.num_items)
   served = [tuple(spec.shape) for spec in (replay.data_spec.observation, replay.data_spec.action)]
@@ -685,7 +700,8 @@ class _Evaluation:
         env_name, episodes, train_step, summary_dir=os.path.join(root_dir, 'eval'))
     if getattr(agent, 'ema_policy', None) is not None:
       self._raw_actor = cql_eval.make_eval_actor(  # Its own env: the same initial states.
-          load_env(env_name, seed=config.seed), py_tf_eager_policy.PyTFEagerPolicy(
+          load_env(env_name, seed=config.seed, velocities_hidden=config.velocities_hidden),
+          py_tf_eager_policy.PyTFEagerPolicy(
               greedy_policy.GreedyPolicy(agent.policy), use_tf_function=True),
           env_name, episodes, train_step,
           summary_dir=os.path.join(root_dir, RAW_ACTOR_EVAL_DIR))
