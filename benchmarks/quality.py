@@ -10,7 +10,9 @@ critic matmuls (`make_networks.compute_dtype = 'bfloat16'`) for the mixed-precis
 comparison, with `tf_agents_cql` tf_agents' own CqlSacAgent in the same binary, config and
 data path (`train_eval.agent_class`), the reference row, and with `corl_cql`, `jaxcql_cql`,
 `jrl_cql` the anchor recipes (configs/<anchor>/mujoco.gin instead of the dataset's file; under
-the reduced protocol their own depths at width 64) — evaluates the greedy policy for 10 episodes in the real
+the reduced protocol their own depths at width 64), and with `cql_recurrent` the recurrent
+networks of configs/mujoco_recurrent.gin (on the velocity-hidden task with
+`--gin_bindings='train_eval.velocities_hidden = True'`) — evaluates the greedy policy for 10 episodes in the real
 environment at step 0 and every `eval_interval` steps, and writes to `--output_dir`:
 
   quality_<env>_<protocol>_<steps>.json  every curve (D4RL normalized score per evaluation)
@@ -52,8 +54,10 @@ _CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
                            'configs')
 GIN_FILES = {'medium': 'mujoco_medium.gin', 'medium-replay': 'mujoco_medium_replay.gin',
              'medium-expert': 'mujoco_medium_expert.gin', 'random': 'mujoco_medium.gin'}
-# The anchor recipes (configs/<anchor>/mujoco.gin) replace the dataset's gin file.
-RECIPE_FILES = {'corl_cql': 'corl/mujoco.gin', 'jaxcql_cql': 'jaxcql/mujoco.gin',
+# The anchor recipes (configs/<anchor>/mujoco.gin) and the recurrent networks
+# (mujoco_recurrent.gin, medium datasets) replace the dataset's gin file.
+RECIPE_FILES = {'cql_recurrent': 'mujoco_recurrent.gin',
+                'corl_cql': 'corl/mujoco.gin', 'jaxcql_cql': 'jaxcql/mujoco.gin',
                 'jrl_cql': 'jrl/mujoco.gin'}
 ALGORITHMS = ('cql', 'bc', 'cql_bf16', 'tf_agents_cql') + tuple(RECIPE_FILES)
 # tf_agents' own CqlSacAgent in the same binary, config and data path: the reference row.

@@ -42,6 +42,14 @@ def test_recipes_keep_their_depths_and_bc_share_at_width_64():
   assert quality.config_file('cql', 'medium').endswith('configs/mujoco_medium.gin')
 
 
+def test_recurrent_algorithm_uses_the_recurrent_config_at_the_reduced_protocol():
+  assert quality.config_file('cql_recurrent', 'medium').endswith('configs/mujoco_recurrent.gin')
+  assert quality.gin_bindings('cql_recurrent', 'reduced', 100000) == [
+      'train_eval.actor_fc_layers = (64, 64)',
+      'train_eval.critic_joint_fc_layers = (64, 64, 64)', 'train_eval.batch_size = 64',
+      'train_eval.num_cql_samples = 4', 'train_eval.bc_steps = 1000']
+
+
 def test_summarize_last_and_best_over_seeds():
   rows = quality.summarize(_CURVES, {'medium-replay': 12.5})
   cql, bc = rows

@@ -500,6 +500,7 @@ def test_unknown_gin_parameter_suggests_the_closest():
     ('mujoco_medium', 'cql_alpha', 5.0, 10.0, 0.1),
     ('mujoco_medium_expert', 'cql_alpha', 5.0, 10.0, 0.1),
     ('mujoco_medium_replay', 'num_cql_samples', 10, 1.0, 1.0),  # On corl/mujoco.gin.
+    ('mujoco_recurrent', 'train_sequence_length', 10, 10.0, 0.1),
     ('antmaze', 'reward_shift', -0.5, None, None),
     ('quickstart', 'batch_size', 64, 50.0, 0.1)])
 def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name, parameter,
