@@ -14,7 +14,8 @@ Three groups:
     step (exact resume). These run unchanged except that `assertAllClose` records the
     compared values instead of failing; every other assertion of the test still applies
     (train-step counter, sign of the Lagrange loss), and the recorded values must be finite
-    and of the expected shape: the recurrent tests train.
+    and of the expected shape: the recurrent tests train. The recorded comparisons that do
+    not depend on the draws (`DRAW_FREE`) must match.
   * DESIGN: testActorLoss1, the behaviour-cloning log-likelihood. tf_agents takes it from
     the actor network called directly, this agent from the training policy's distribution
     (as the CQL authors' code); the test's mock policy (log-density 10 everywhere) and its
@@ -43,6 +44,10 @@ RANDOM_STREAM = ('testCqlLoss0', 'testCqlLoss1', 'testCriticLoss2', 'testCriticL
                  'testTrainWithRnn0', 'testTrainWithRnn1', 'testTrainWithRnn2',
                  'testTrainWithRnn3')
 DESIGN = ('testActorLoss1',)
+# Recorded comparisons of RANDOM_STREAM tests that do not depend on the draws and must still
+# match: α' at steps one and two of the Lagrange tests (one Adam step moves log α' by the
+# learning rate whatever the gradient's size).
+DRAW_FREE = {f'testTrainWithLagrange{i}': (1, 3) for i in range(3)}
 
 
 @pytest.fixture(scope='module')
@@ -103,6 +108,8 @@ def test_runs_with_random_stream_values_recorded(tf_agents_tests, name):
   assert recorded, RANDOM_STREAM_REASON
   for ours, expected in recorded:
     assert ours.shape == expected.shape and np.all(np.isfinite(ours)), (ours, expected)
+  for index in DRAW_FREE.get(name, ()):
+    np.testing.assert_allclose(*recorded[index], rtol=2e-5, atol=2e-5)
 
 
 def test_bc_log_likelihood_comes_from_the_training_policy(tf_agents_tests):

@@ -109,7 +109,8 @@ def test_cql_gap_is_per_time_step_and_masked_after_last_steps():
 
 
 def test_train_on_sequences_with_episode_boundaries_updates_every_network():
-  agent = _agent(use_lagrange_cql_alpha=True, cql_alpha=1.0, max_target_backup=True)
+  agent = _agent(use_lagrange_cql_alpha=True, cql_alpha=1.0, max_target_backup=True,
+                 cql_next_state_samples=True, num_critics=3, actor_ema_tau=0.5)
   step_type = np.ones([B, T], np.int32)
   step_type[:, 0] = ts.StepType.FIRST
   step_type[1, 2] = ts.StepType.LAST
