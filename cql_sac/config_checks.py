@@ -1,18 +1,20 @@
 """The checks `cql_sac.train_eval` runs on its arguments before it writes anything.
 
 `check_config` (its stage 1) checks the numbers' ranges, the combinations of options, the
-online fine-tuning settings and the output directory; `check_checkpoint` reads any
-checkpoint already in the output directory. Each raises `ConfigError` with a message that
-says what to change.
+online fine-tuning settings and the output directory; `check_checkpoint` finds the
+checkpoint to resume from in the output directory, setting damaged ones aside. Each raises
+`ConfigError` with a message that says what to change.
 """
 
 import math
 import os
-import tempfile
 from types import SimpleNamespace
-from typing import Dict
+from typing import Dict, Optional
 
+from absl import logging
 import tensorflow as tf
+
+from cql_sac import checkpoints
 
 from cql_sac.agents.cal_ql_agent import CalQlAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
@@ -232,44 +234,44 @@ def _check_holdout(config: SimpleNamespace) -> None:
 
 
 def _check_root_dir(root_dir: str) -> None:
-  """Creates `root_dir` if needed and checks that files can be written in it.
+  """Checks that `root_dir` is, or can be created as, a writable directory; creates nothing
+  (`cql_sac.run_lock.RunLock` creates it once the run starts).
 
   Raises:
-    ConfigError: If it cannot be created or written.
+    ConfigError: If it, or its nearest existing parent, is not a writable directory.
   """
-  try:
-    os.makedirs(root_dir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=root_dir):
-      pass
-  except OSError as e:
-    raise ConfigError(f'--root_dir={root_dir} is not a writable directory ({e}). Pass a '
-                      'directory you can write to.') from e
+  existing = os.path.abspath(root_dir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+    raise ConfigError(f'--root_dir={root_dir} is not a writable directory ({existing} is not '
+                      'a directory you can write to). Pass a directory you can write to.')
 
 
-def check_checkpoint(checkpoint_dir: str) -> None:
-  """Reads every tensor of the latest checkpoint in `checkpoint_dir`, if there is one.
+def check_checkpoint(checkpoint_dir: str) -> Optional[str]:
+  """Finds the checkpoint to resume from in `checkpoint_dir`, setting damaged ones aside.
 
-  A damaged checkpoint is reported, never repaired or deleted.
+  The newest checkpoints that cannot be read are moved to `<checkpoint_dir>/damaged/`
+  (`cql_sac.checkpoints.set_aside_damaged_checkpoints`; nothing is deleted), each reported
+  in one warning line. Call it while holding the run's lock: it may move files.
+
+  Returns:
+    The prefix of the checkpoint training resumes from, or None if there is none.
 
   Raises:
-    ConfigError: If the checkpoint index or any of its files cannot be read.
+    ConfigError: If no listed checkpoint (or the state file) can be read; nothing was
+      changed.
   """
   if not tf.io.gfile.isdir(checkpoint_dir):
-    return
-  prefix = None
+    return None
   try:
-    prefix = tf.train.latest_checkpoint(checkpoint_dir)
-    if prefix is None:
-      return
-    reader = tf.train.load_checkpoint(prefix)
-    for name in reader.get_variable_to_shape_map():
-      reader.get_tensor(name)
-  except Exception as e:  # pylint: disable=broad-except  # TF raises several kinds here.
-    files = sorted(tf.io.gfile.glob(prefix + '*')) if prefix else [
-        os.path.join(checkpoint_dir, 'checkpoint')]
+    outcome = checkpoints.set_aside_damaged_checkpoints(checkpoint_dir)
+  except checkpoints.CheckpointsUnreadable as e:
     raise ConfigError(
-        f'The checkpoint {prefix or checkpoint_dir} cannot be read ({type(e).__name__}: '
-        f'{str(e).splitlines()[0] if str(e) else ""}). Its files: {", ".join(files)}. '
-        'Nothing was changed. Pass another --root_dir to start a new run, or move the '
-        'damaged checkpoint files (and its line in the "checkpoint" file) away to resume '
-        'from an earlier one.') from e
+        f'{e} Nothing was changed. Pass another --root_dir to start a new run, or move '
+        'the damaged files away to start this one anew.') from e
+  for prefix, error in outcome.moved.items():
+    logging.warning('The checkpoint %s cannot be read (%s): moved its files to %s; resuming '
+                    'from %s.', prefix, error, outcome.damaged_dir,
+                    os.path.basename(outcome.resume_from))
+  return outcome.resume_from

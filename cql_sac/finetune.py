@@ -53,6 +53,7 @@ from cql_sac.datasets import transitions
 from cql_sac.envs import load_env
 from cql_sac.learner import iterations_until_next_stop
 from cql_sac.learner import stack_exactly
+from cql_sac.run_lock import holding_run_lock
 
 ONLINE_SUMMARY_DIR = 'online'
 EPISODES_DIR = 'online_episodes'
@@ -109,6 +110,7 @@ class OnlineData(NamedTuple):
         episodes, self.reward_shift, self.action_clipping, True, returns))
 
 
+@holding_run_lock('cql_sac fine-tuning')  # Re-entrant: train_eval holds it already.
 def finetune(config: FinetuneConfig, *, root_dir: str, env_name: str, seed: Optional[int],
              agent, cql_learner, data: OnlineData, batch_size: int, data_prefetch: int,
              num_offline_steps: int, steps_per_call: int, eval_interval: int,
@@ -139,6 +141,9 @@ def finetune(config: FinetuneConfig, *, root_dir: str, env_name: str, seed: Opti
 
   Returns:
     The metrics of the last evaluation ({} if evaluation is off).
+
+  Raises:
+    cql_sac.run_lock.RunDirectoryInUse: If another process holds the lock of `root_dir`.
   """
   if isinstance(agent, CalQlAgent):
     agent.set_calibration(config.calibration_online)

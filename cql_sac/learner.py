@@ -30,6 +30,7 @@ from tf_agents.agents import tf_agent
 from tf_agents.trajectories import trajectory
 from tf_agents.train import learner as tf_agents_learner
 
+from cql_sac import checkpoints
 from cql_sac.agents import cql_sac_agent
 from cql_sac.datasets import replay as replay_lib
 
@@ -342,6 +343,9 @@ class CqlLearner(tf_agents_learner.Learner):
   Raises:
     ValueError: Unless exactly one of `experience_dataset_fn` and `replay` is
       given (`replay` with a `batch_size`).
+    cql_sac.checkpoints.CheckpointWriteError: From a checkpoint save (a trigger
+      of `run`) that cannot write, e.g. on a full disk; earlier checkpoints are
+      kept.
   """
 
   def __init__(self, root_dir, train_step, agent, experience_dataset_fn=None,
@@ -357,6 +361,9 @@ class CqlLearner(tf_agents_learner.Learner):
                      strategy=strategy, **learner_kwargs)
     self._fused = FusedLearner(agent, steps_per_call, jit_compile,
                                self.strategy)
+    checkpointer = self._checkpointer  # Its save: one clear line when the disk is full.
+    checkpointer.save = checkpoints.reporting_write_errors(
+        checkpointer.manager.directory)(checkpointer.save)
     self._replay, self._batch_size = replay, batch_size
     # Learner.run hands this iterator to `_train`.
     self._experience_iterator = None if replay is not None else iter(

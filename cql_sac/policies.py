@@ -14,8 +14,10 @@ import tensorflow as tf
 from tf_agents.policies import policy_saver
 from tf_agents.policies import tf_policy
 from tf_agents.train import interval_trigger
+from tf_agents.train import triggers
 from tf_agents.trajectories import policy_step
 
+from cql_sac.checkpoints import save_policy_checkpoint
 from cql_sac.critic_network import q_at_action_sets
 
 # Under <root_dir>/policies, beside TF-Agents' greedy_policy and checkpoints/.
@@ -115,5 +117,23 @@ class PolicyExportTrigger(interval_trigger.IntervalTrigger):
 
   def _save_checkpoint(self) -> None:
     step = int(self._train_step.numpy())
-    self._saver.save_checkpoint(
-        os.path.join(self._checkpoint_dir, f'policy_checkpoint_{step:010d}'))
+    save_policy_checkpoint(self._saver.save_checkpoint,
+                           os.path.join(self._checkpoint_dir, f'policy_checkpoint_{step:010d}'))
+
+
+class AtomicPolicySavedModelTrigger(triggers.PolicySavedModelTrigger):
+  """TF-Agents' `PolicySavedModelTrigger` whose policy checkpoints appear whole or not at all.
+
+  Its `_save_fn` (tf_agents/train/triggers.py of tf-agents 0.19.0) writes
+  `<saved_model_dir>/checkpoints/policy_checkpoint_<step>` in place, so that a run killed
+  or out of space during the write leaves a partial folder that `cql_sac_eval` would load
+  as the newest. This one writes it through `cql_sac.checkpoints.save_policy_checkpoint`
+  (a temporary name, then a rename; `CheckpointWriteError` naming the folder when the
+  write fails). Same arguments as `PolicySavedModelTrigger` (no `metadata_metrics`).
+  """
+
+  def _save_fn(self) -> None:
+    self._agent.post_process_policy()
+    step = int(self._train_step.numpy())
+    save_policy_checkpoint(self._raw_policy_saver.save_checkpoint,
+                           os.path.join(self._checkpoint_dir, f'policy_checkpoint_{step:010d}'))

@@ -7,8 +7,11 @@ r"""Trains CQL-SAC offline on a D4RL dataset and evaluates it in the real enviro
 The script reads top to bottom: `train_eval` runs its stages in order, each a function (stage 1
 in `cql_sac.config_checks`, the others below it in this file):
   1. `check_config`: the arguments and the output directory, before anything is written;
+     then the run takes the lock of root_dir (`cql_sac.run_lock`: one run per root_dir);
   2. `_load_dataset`: the environment, and the dataset read into memory and checked against
-     the environment's specs (then `check_checkpoint` reads any checkpoint in root_dir);
+     the environment's specs (then `check_checkpoint` finds the checkpoint to resume
+     from, moving damaged ones aside, and `keep_config` records the configuration in
+     root_dir/config or, on resume, checks it against the record);
   3. `_build_replay`: every transition of the dataset into a Reverb table sized to hold
      them all (or into memory for `sample_in_loop`);
   4. `_build_agent`, `_build_learner`: the networks and the CQL-SAC agent as TF-Agents'
@@ -37,6 +40,7 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import logging as std_logging
 import os
 import re
 import sys
@@ -48,6 +52,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import gin
+from gin import resource_reader
 import numpy as np
 import tensorflow as tf
 from tf_agents.environments import py_environment
@@ -63,6 +68,7 @@ from tf_agents.typing import types
 from cql_sac import cli
 from cql_sac.config_checks import ConfigError
 from cql_sac.config_checks import check_checkpoint
+from cql_sac.checkpoints import CheckpointWriteError
 from cql_sac.config_checks import check_config
 from cql_sac import eval as cql_eval
 from cql_sac import finetune
@@ -72,6 +78,7 @@ from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.datasets.holdout import holdout_episodes
 from cql_sac.datasets.holdout import holdout_seed
 from cql_sac.datasets.holdout import split_episodes
+from cql_sac.datasets.integrity import describe_damage
 from cql_sac.datasets.loading import load_episode_steps
 from cql_sac.datasets.minari import evaluation_env_name
 from cql_sac.datasets.normalization import corl_reward_scale
@@ -92,6 +99,9 @@ from cql_sac.learner import iterations_until_next_stop
 from cql_sac.networks import ObservationStatistics
 from cql_sac.networks import make_networks
 from cql_sac import policies
+from cql_sac.run_config import keep_config
+from cql_sac.run_lock import RunDirectoryError
+from cql_sac.run_lock import RunLock
 from cql_sac.run_record import RUN_RECORD_FILE
 from cql_sac.run_record import write_run_record
 from cql_sac.summaries import read_scalars
@@ -100,12 +110,15 @@ from cql_sac.summaries import read_scalars
 _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updates',
                      'eval_interval', 'summary_interval', 'policy_save_interval',
                      'learner_iterations_per_call', 'reverb_port', 'replay_server_address',
-                     'data_dir', 'data_take', 'seed', 'use_gpu', 'tpu', 'online_env_steps')
+                     'data_dir', 'data_take', 'seed', 'use_gpu', 'tpu', 'online_env_steps',
+                     'allow_config_change')
 
 
 # With an averaged actor (`CqlSacAgent.actor_ema_tau`): the trained actor's evaluations.
 RAW_ACTOR_EVAL_DIR = 'eval_raw_actor'
 GAMMA = 0.99  # The discount of the TD target and of Cal-QL's returns-to-go.
+# gin appends this and the configurable to the message of an error raised inside one.
+_GIN_CALL_NOTE = '\n  In call to configurable'
 
 
 class TrainEvalResult(NamedTuple):
@@ -191,6 +204,7 @@ def train_eval(
     debug_summaries: bool = False,
     summarize_grads_and_vars: bool = False,
     seed: Optional[int] = None,
+    allow_config_change: bool = False,
 ) -> TrainEvalResult:
   """Trains CQL-SAC on an RLDS dataset and evaluates it in the real environment.
 
@@ -297,6 +311,8 @@ def train_eval(
     debug_summaries: Whether the agent writes its debug summaries.
     summarize_grads_and_vars: Whether the agent writes gradient and variable summaries.
     seed: Seeds TensorFlow, NumPy, the agent and the environment; None for random.
+    allow_config_change: Resume a run whose recorded configuration (root_dir/config,
+      `cql_sac.run_config`) differs from this one, recording the new one beside it.
 
   Returns:
     A `TrainEvalResult`.
@@ -304,23 +320,40 @@ def train_eval(
   Raises:
     ConfigError: Before anything is written, for a numeric argument out of range or an
       agent argument the agent rejects, for an unwritable `root_dir`, an unknown
-      environment or dataset, a dataset that does not match the environment, or an
-      unreadable checkpoint in `root_dir`, `sample_in_loop` with a remote replay or several
+      environment or dataset, a damaged dataset file (named with its record), a dataset
+      that does not match the environment, no readable checkpoint in `root_dir` (damaged
+      newest ones are moved to train/checkpoints/damaged/ and the newest readable one
+      resumed), a configuration other than the recorded one on resume without
+      `allow_config_change`, `sample_in_loop` with a remote replay or several
       devices, normalization on a dataset with a constant observation dimension or equal
       episode returns, online fine-tuning with `mixing_ratio` outside [0, 1],
       `cql_alpha_online` with Lagrange, `sample_in_loop`, one shared table on an external
       server, or an environment other than the one the dataset was recorded in; after
       restoring, for a checkpoint written
       with different network shapes.
+    cql_sac.run_lock.RunDirectoryInUse: If another run holds `root_dir` (its host and pid
+      are named).
+    cql_sac.checkpoints.CheckpointWriteError: If a checkpoint or policy cannot be written
+      (e.g. a full disk); what was written before is kept.
   """
   config = SimpleNamespace(**locals())
-  config.env_name = env_name = _evaluation_env_name(env_name, dataset_name)
+  config.env_name = _evaluation_env_name(env_name, dataset_name)
   check_config(config)
-  logging.info('Training CQL-SAC on %s from %s into %s', env_name, dataset_name, root_dir)
-  if seed is not None:  # Python's, NumPy's and TF's generators: Keras' unseeded initializers
-    tf.keras.utils.set_random_seed(seed)  # draw from Python's `random`.
+  with RunLock(root_dir, 'cql_sac_train_eval'):  # One run per root_dir (cql_sac.run_lock).
+    return _locked_train_eval(config)
+
+
+def _locked_train_eval(config: SimpleNamespace) -> TrainEvalResult:
+  """Stages 2-8 of `train_eval`, holding the lock of `config.root_dir`."""
+  root_dir = config.root_dir
+  logging.info('Training CQL-SAC on %s from %s into %s', config.env_name, config.dataset_name,
+               root_dir)
+  if config.seed is not None:  # Python's, NumPy's and TF's generators: Keras' unseeded
+    tf.keras.utils.set_random_seed(config.seed)  # initializers draw from Python's `random`.
   data = _load_dataset(config)
-  check_checkpoint(os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
+  resume_from = check_checkpoint(
+      os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
+  keep_config(config, resuming=resume_from is not None)  # root_dir/config (cql_sac.run_config)
   replays = _build_replay(config, data)
   try:
     training = _build_agent(config, data)
@@ -330,7 +363,7 @@ def train_eval(
                              training.train_step)
     start_step = int(training.train_step.numpy())
     eval_results = _train_offline(config, cql_learner, training.train_step, evaluation)
-    if online_env_steps:
+    if config.online_env_steps:
       eval_results = _train_online(config, data, replays, training, cql_learner,
                                    evaluation) or eval_results
     step = _finish(cql_learner, training.train_step, start_step)
@@ -414,6 +447,9 @@ def _load_dataset(config: SimpleNamespace) -> _Dataset:
           episodes, observation=positions_only(episodes.observation, env_name))
   except ValueError as e:  # TFDS's DatasetNotFoundError is a ValueError too.
     raise ConfigError(f'Cannot load --dataset_name={dataset_name}: {e}') from e
+  except tf.errors.OpError as e:  # A damaged file: DataLossError, naming neither it nor where.
+    raise ConfigError(f'Cannot read --dataset_name={dataset_name}: '
+                      f'{describe_damage(dataset_name, config.data_dir, e)}') from e
   try:
     held_out = holdout_episodes(episodes.num_episodes, config.holdout_fraction,
                                 holdout_seed(config.seed))
@@ -636,8 +672,8 @@ def _build_learner(config: SimpleNamespace, training: _Training, replay):
   """
   agent, train_step, interval = training.agent, training.train_step, config.policy_save_interval
   policies_dir = os.path.join(config.root_dir, learner.POLICY_SAVED_MODEL_DIR)
-  policy_triggers = [triggers.PolicySavedModelTrigger(policies_dir, agent, train_step,
-                                                      interval=interval)]
+  policy_triggers = [policies.AtomicPolicySavedModelTrigger(policies_dir, agent, train_step,
+                                                           interval=interval)]
   ema_policy = getattr(agent, 'ema_policy', None)
   acting_policy = ema_policy or agent.policy
   eval_tf_policy = greedy_policy.GreedyPolicy(acting_policy)
@@ -886,6 +922,8 @@ def parse_gin_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> N
     if directory in prefixes:
       prefixes.remove(directory)
     prefixes.insert(1, directory)  # After '' (absolute paths and the working directory).
+  root_logger = std_logging.getLogger()
+  root_logger.addFilter(_not_a_gin_path_probe)
   try:
     gin.parse_config_files_and_bindings(paths, gin_bindings)
   except (ValueError, IOError, SyntaxError) as e:
@@ -896,6 +934,15 @@ def parse_gin_config(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> N
                                         list(inspect.signature(train_eval).parameters))
       message += f' Did you mean: {", ".join(close)}?' if close else ''
     raise ConfigError(f'Bad gin configuration: {message}') from e
+  finally:
+    root_logger.removeFilter(_not_a_gin_path_probe)
+
+
+def _not_a_gin_path_probe(record: std_logging.LogRecord) -> bool:
+  """Logging filter dropping gin's resource_reader lines: for each include it first tries
+  the name as a Python package path and logs "Path not found: mujoco.gin" as an error
+  before finding the file beside the including one."""
+  return record.pathname != resource_reader.__file__
 
 
 def _gin_binds(parameter: str) -> bool:
@@ -943,6 +990,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer('seed', None, 'Seeds TensorFlow, NumPy, the agent and the environment.')
   flags.DEFINE_integer('online_env_steps', None, 'Environment steps of online fine-tuning '
                        'after the offline steps (default 0: offline only).')
+  flags.DEFINE_bool('allow_config_change', None, 'Resume although the configuration differs '
+                    'from the one recorded in root_dir/config (the new one is recorded too).')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -959,8 +1008,9 @@ def main(argv: Sequence[str]) -> None:
       overrides.setdefault('env_name', None)  # Optional for a Minari dataset.
     logging.info('Gin bindings:\n%s', gin.config_str())
     result = train_eval(**overrides)
-  except ConfigError as e:
-    sys.exit(f'cql_sac_train_eval: error: {e}')
+  except (ConfigError, RunDirectoryError, CheckpointWriteError) as e:
+    message = str(e).split(_GIN_CALL_NOTE)[0]  # Without the line gin appends.
+    sys.exit(f'cql_sac_train_eval: error: {message}')
   print(f'Trained {result.train_steps} steps; TensorBoard: tensorboard --logdir '
         f'{args.root_dir}')
   print(f'Dataset: {result.dataset_num_episodes} episodes, {result.dataset_num_transitions} '

@@ -2,9 +2,11 @@
 
 The layers, from the bottom (a module may import any module listed before its own layer):
 
- 1. `cql_sac` (the package root: `__version__`), `cql_sac.cli` (absl flag helpers) and
+ 1. `cql_sac` (the package root: `__version__`), `cql_sac.cli` (absl flag helpers),
     `cql_sac.summaries` (reading TensorBoard scalars), `cql_sac.run_record` (a run's
-    root_dir/run_record.json): no cql_sac imports.
+    root_dir/run_record.json), `cql_sac.run_lock` (one run per output directory) and
+    `cql_sac.checkpoints` (damaged checkpoints set aside, policy checkpoints written whole,
+    write failures in one line): no cql_sac imports.
  2. `cql_sac.tasks`: the D4RL task registry (names, gym ids, time limits, score constants), and
     `cql_sac.minari_tasks`: where Minari datasets live, their environments and scores.
  3. `cql_sac.envs`: the gymnasium simulators of those tasks as TF-Agents environments.
@@ -21,8 +23,9 @@ The layers, from the bottom (a module may import any module listed before its ow
     `cql_sac_make_behavior`).
 12. `cql_sac.finetune`: the online phase of fine-tuning.
 13. `cql_sac.config_checks`: the training binary's checks of its arguments.
-14. `cql_sac.train_eval`: the training binary, which wires all of the above.
-15. `cql_sac.select`: `cql_sac_select`, choosing a run's checkpoint offline.
+14. `cql_sac.run_config`: the run's resolved configuration, kept and checked on resume.
+15. `cql_sac.train_eval`: the training binary, which wires all of the above.
+16. `cql_sac.select`: `cql_sac_select`, choosing a run's checkpoint offline.
 
 Inside one layer (e.g. the modules of `cql_sac.datasets`) imports are free, but no module
 may reach itself again through its imports (no cycle). Every import counts, also those
@@ -36,7 +39,8 @@ from typing import Dict, List, Set
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent / 'cql_sac'
 
 LAYERS = (
-    ('cql_sac', 'cql_sac.cli', 'cql_sac.summaries', 'cql_sac.run_record'),
+    ('cql_sac', 'cql_sac.cli', 'cql_sac.summaries', 'cql_sac.run_record', 'cql_sac.run_lock',
+     'cql_sac.checkpoints'),
     ('cql_sac.tasks', 'cql_sac.minari_tasks'),
     ('cql_sac.envs',),
     ('cql_sac.critic_network',),
@@ -49,6 +53,7 @@ LAYERS = (
     ('cql_sac.recording',),
     ('cql_sac.finetune',),
     ('cql_sac.config_checks',),
+    ('cql_sac.run_config',),
     ('cql_sac.train_eval',),
     ('cql_sac.select',),
 )
@@ -167,5 +172,5 @@ def test_the_checks_see_an_upward_import_and_a_cycle(tmp_path):
   assert graph['cql_sac.tasks'] == ['cql_sac.train_eval']
   assert graph['cql_sac.train_eval'] == ['cql_sac.tasks']
   assert _upward_imports(graph) == ['cql_sac.tasks (layer 2) imports cql_sac.train_eval '
-                                    '(layer 14)']
+                                    '(layer 15)']
   assert _cycles(graph) == ['cql_sac.tasks -> cql_sac.train_eval -> cql_sac.tasks']

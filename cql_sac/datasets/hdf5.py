@@ -40,16 +40,29 @@ def read_d4rl_hdf5(path: str) -> Dict[str, np.ndarray]:
     and next_observations when the file has them.
 
   Raises:
-    ValueError: if the file is missing, lacks a required key, or the arrays' lengths differ.
+    ValueError: if the file is missing, cannot be read (truncated or damaged: naming the
+      array being read), lacks a required key, or the arrays' lengths differ.
   """
   if not os.path.exists(path):
     raise ValueError(f'HDF5 file {path!r} does not exist. Fix: check --from_hdf5.')
-  with h5py.File(path, 'r') as f:
-    missing = [key for key in _REQUIRED_KEYS if key not in f]
-    if missing:
-      raise ValueError(f'HDF5 file {path!r} lacks key(s) {missing} (has {sorted(f)}). Fix: '
-                       f'pass a D4RL dataset file with {list(_REQUIRED_KEYS)}.')
-    arrays = {key: f[key][()] for key in _REQUIRED_KEYS + ('next_observations',) if key in f}
+  reading = 'the file'
+  try:
+    with h5py.File(path, 'r') as f:
+      missing = [key for key in _REQUIRED_KEYS if key not in f]
+      if missing:
+        raise ValueError(f'HDF5 file {path!r} lacks key(s) {missing} (has {sorted(f)}). Fix: '
+                         f'pass a D4RL dataset file with {list(_REQUIRED_KEYS)}.')
+      arrays = {}
+      for key in _REQUIRED_KEYS + ('next_observations',):
+        if key in f:
+          reading = f'array {key!r}'
+          arrays[key] = f[key][()]
+  except OSError as e:  # h5py: a truncated file fails to open, a damaged block to read.
+    raise ValueError(
+        f'HDF5 file {path!r} is damaged or incomplete (reading {reading}: '
+        f'{str(e).splitlines()[0]}). '
+        'Fix: download it again (D4RL fetches it into ~/.d4rl/datasets; delete the file '
+        'there first) and rerun the conversion.') from e
   arrays['rewards'] = arrays['rewards'].reshape(-1)
   arrays['terminals'] = arrays['terminals'].astype(bool)
   arrays['timeouts'] = arrays['timeouts'].astype(bool)

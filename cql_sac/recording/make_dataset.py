@@ -12,6 +12,8 @@
 Train on the result with `--dataset_name=<output_dir>`.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 
@@ -75,7 +77,10 @@ def main(argv=None) -> None:
       if _FORMAT.value != 'rlds':
         raise app.UsageError('--from_hdf5 converts to RLDS only; drop --format (Minari hosts '
                              'D4RL\'s datasets itself: minari download D4RL/...).')
-      path = hdf5.convert_hdf5(_FROM_HDF5.value, _ENV_NAME.value, _OUTPUT_DIR.value)
+      try:
+        path = hdf5.convert_hdf5(_FROM_HDF5.value, _ENV_NAME.value, _OUTPUT_DIR.value)
+      except ValueError as e:  # A damaged or foreign file: one line, nothing written.
+        sys.exit(f'cql_sac_make_dataset: error: {e}')
     else:
       path = collect.write_dataset(_ENV_NAME.value, _POLICY.value, _NUM_STEPS.value,
                                    _OUTPUT_DIR.value, seed=_SEED.value,
