@@ -22,6 +22,7 @@ import shutil
 import time
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional
 
+from google.protobuf import text_format
 import tensorflow as tf
 
 DAMAGED_DIR = 'damaged'
@@ -99,7 +100,6 @@ def set_aside_damaged_checkpoints(checkpoint_dir: str) -> SetAside:
   listed = list(state.all_model_checkpoint_paths)
   if not listed or listed[-1] != state.model_checkpoint_path:
     listed.append(state.model_checkpoint_path)
-  timestamps = list(state.all_model_checkpoint_timestamps)
   moved = {}
   for prefix in reversed(listed):
     error = read_error(prefix)
@@ -114,12 +114,7 @@ def set_aside_damaged_checkpoints(checkpoint_dir: str) -> SetAside:
   if moved:
     kept = listed[:len(listed) - len(moved)]
     _move_files(moved, damaged_dir)
-    tf.compat.v1.train.update_checkpoint_state(
-        checkpoint_dir, os.path.basename(kept[-1]),
-        all_model_checkpoint_paths=[os.path.basename(p) for p in kept],
-        all_model_checkpoint_timestamps=(timestamps[:len(kept)]
-                                         if len(timestamps) == len(listed) else None),
-        last_preserved_timestamp=state.last_preserved_timestamp)
+    _write_state(checkpoint_dir, state, kept)
   return SetAside(listed[len(listed) - len(moved) - 1], moved, damaged_dir)
 
 
@@ -131,6 +126,30 @@ def _move_files(prefixes, damaged_dir: str) -> None:
   os.makedirs(damaged_dir, exist_ok=True)
   for f in files:
     os.replace(f, os.path.join(damaged_dir, os.path.basename(f)))
+
+
+def _write_state(checkpoint_dir: str, state, kept: List[str]) -> None:
+  """Rewrites the `checkpoint` state file to list only `kept` (oldest first), atomically.
+
+  The format is TensorFlow's `CheckpointState` text proto with paths relative to the
+  directory, as `tf.train.CheckpointManager` writes it.
+  """
+  timestamps = list(state.all_model_checkpoint_timestamps)
+  state.model_checkpoint_path = os.path.basename(kept[-1])
+  del state.all_model_checkpoint_paths[:]
+  state.all_model_checkpoint_paths.extend(os.path.basename(p) for p in kept)
+  del state.all_model_checkpoint_timestamps[:]
+  if len(timestamps) >= len(kept):
+    state.all_model_checkpoint_timestamps.extend(timestamps[:len(kept)])
+  path = os.path.join(checkpoint_dir, 'checkpoint')
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    f.write(text_format.MessageToString(state))
+  os.replace(path + '.tmp', path)
+
+
+def _files(prefixes) -> List[str]:
+  """The files of the given checkpoint prefixes ('<prefix>.index', '<prefix>.data-*'), sorted."""
+  return sorted(f for prefix in prefixes for f in tf.io.gfile.glob(prefix + '.*'))
 
 
 def save_policy_checkpoint(save_checkpoint: Callable[[str], None], export_dir: str) -> None:

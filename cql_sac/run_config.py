@@ -46,43 +46,51 @@ RESUMABLE_CHANGES = frozenset({
     'use_gpu', 'tpu', 'debug_summaries', 'summarize_grads_and_vars', 'allow_config_change'})
 
 
-def keep_config(config: SimpleNamespace, resuming: bool) -> str:
-  """Records the run's configuration under `<root_dir>/config/`; on resume, checks it first.
+class ConfigRecord:
+  """The run's configuration, checked against the newest record in `<root_dir>/config/`.
 
-  Call it while holding the run's lock (`cql_sac.run_lock.RunLock`), after the dataset was
-  read (its files are fingerprinted) and before training.
+  Build it while holding the run's lock (`cql_sac.run_lock.RunLock`), once the dataset was
+  read (its files are fingerprinted) and the checkpoint to resume from is known; call
+  `write` once the agent and learner are built (so that a run refused for another reason
+  writes no record), before training.
 
   Args:
     config: `train_eval`'s arguments by name (with `allow_config_change`).
     resuming: Whether a checkpoint will be restored.
 
-  Returns:
-    The path of the record this run goes by (`.../config/run-<n>.json`).
-
   Raises:
     ConfigError: On resume, if the configuration differs from the newest record outside
-      `RESUMABLE_CHANGES` and `config.allow_config_change` is False; nothing is written.
+      `RESUMABLE_CHANGES` and `config.allow_config_change` is False: one line listing the
+      differing bindings ('<binding>: <old> -> <new>'); nothing is written.
   """
-  config_dir = os.path.join(config.root_dir, CONFIG_DIR)
-  record = _record(config)
-  records = sorted(glob.glob(os.path.join(config_dir, 'run-*.json')))
-  changes = None
-  if records:
-    with open(records[-1], encoding='utf-8') as f:
-      changes = _differences(json.load(f), record)
-    if not changes:
-      return records[-1]
-    if resuming and not config.allow_config_change:
-      raise ConfigError(
-          f'--root_dir={config.root_dir} holds a run with another configuration '
-          f'({"; ".join(changes)}; recorded in {records[-1]}). Resume with the same '
-          'configuration, pass --allow_config_change to continue with this one (it is '
-          'recorded beside the old one), or pass another --root_dir.')
-  path = _write(config_dir, len(records), record)
-  if changes and resuming:
-    logging.warning('Resuming with a changed configuration (%s), recorded in %s.',
-                    '; '.join(changes), path)
-  return path
+
+  def __init__(self, config: SimpleNamespace, resuming: bool):
+    self._config_dir = os.path.join(config.root_dir, CONFIG_DIR)
+    self._record = _record(config)
+    self._number = None  # Of the record to write; None: the newest one is the same.
+    self._changes = []
+    records = sorted(glob.glob(os.path.join(self._config_dir, 'run-*.json')))
+    if records:
+      with open(records[-1], encoding='utf-8') as f:
+        self._changes = _differences(json.load(f), self._record)
+      if self._changes and resuming and not config.allow_config_change:
+        raise ConfigError(
+            f'--root_dir={config.root_dir} holds a run with another configuration '
+            f'({"; ".join(self._changes)}; recorded in {records[-1]}). Resume with the same '
+            'configuration, pass --allow_config_change to continue with this one (it is '
+            'recorded beside the old one), or pass another --root_dir.')
+    if not records or self._changes:
+      self._number = len(records)
+    self._resuming = resuming
+
+  def write(self) -> None:
+    """Writes run-<n>.json and .gin unless the newest record is the same configuration."""
+    if self._number is None:
+      return
+    path = _write(self._config_dir, self._number, self._record)
+    if self._changes and self._resuming:
+      logging.warning('Resuming with a changed configuration (%s), recorded in %s.',
+                      '; '.join(self._changes), path)
 
 
 def _write(config_dir: str, number: int, record: Dict[str, object]) -> str:
@@ -98,7 +106,7 @@ def _write(config_dir: str, number: int, record: Dict[str, object]) -> str:
 
 
 def _record(config: SimpleNamespace) -> Dict[str, object]:
-  """What `keep_config` writes: see the module docstring."""
+  """What `ConfigRecord` writes: see the module docstring."""
   return {
       'cql_sac_version': cql_sac.__version__,
       'command': sys.argv,

@@ -10,8 +10,8 @@ in `cql_sac.config_checks`, the others below it in this file):
      then the run takes the lock of root_dir (`cql_sac.run_lock`: one run per root_dir);
   2. `_load_dataset`: the environment, and the dataset read into memory and checked against
      the environment's specs (then `check_checkpoint` finds the checkpoint to resume
-     from, moving damaged ones aside, and `keep_config` records the configuration in
-     root_dir/config or, on resume, checks it against the record);
+     from, moving damaged ones aside, and `ConfigRecord` checks the configuration against
+     the one recorded in root_dir/config, where stage 4 records it);
   3. `_build_replay`: every transition of the dataset into a Reverb table sized to hold
      them all (or into memory for `sample_in_loop`);
   4. `_build_agent`, `_build_learner`: the networks and the CQL-SAC agent as TF-Agents'
@@ -99,7 +99,7 @@ from cql_sac.learner import iterations_until_next_stop
 from cql_sac.networks import ObservationStatistics
 from cql_sac.networks import make_networks
 from cql_sac import policies
-from cql_sac.run_config import keep_config
+from cql_sac.run_config import ConfigRecord
 from cql_sac.run_lock import RunDirectoryError
 from cql_sac.run_lock import RunLock
 from cql_sac.run_record import RUN_RECORD_FILE
@@ -353,11 +353,12 @@ def _locked_train_eval(config: SimpleNamespace) -> TrainEvalResult:
   data = _load_dataset(config)
   resume_from = check_checkpoint(
       os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
-  keep_config(config, resuming=resume_from is not None)  # root_dir/config (cql_sac.run_config)
+  config_record = ConfigRecord(config, resuming=resume_from is not None)  # cql_sac.run_config
   replays = _build_replay(config, data)
   try:
     training = _build_agent(config, data)
     cql_learner, eval_tf_policy = _build_learner(config, training, replays.offline)
+    config_record.write()  # root_dir/config/run-<n>.json, .gin
     _record_run(config, data)  # Once every check passed, before training.
     evaluation = _Evaluation(config, data.env, training.agent, eval_tf_policy,
                              training.train_step)

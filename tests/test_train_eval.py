@@ -281,8 +281,8 @@ def test_agent_arguments_out_of_range_fail_before_touching_root_dir(
     existing_root_dir, dataset_dir, bindings, message):
   gin.parse_config([f'cql_sac.agents.cql_sac_agent.CqlSacAgent.{b}' for b in bindings])
   before = snapshot(existing_root_dir)
-  with pytest.raises(train_eval.ConfigError, match=message):
-    small_train_eval(existing_root_dir, dataset_dir)
+  with pytest.raises(train_eval.ConfigError, match=message):  # Not even the new config kept.
+    small_train_eval(existing_root_dir, dataset_dir, allow_config_change=True)
   assert snapshot(existing_root_dir) == before
 
 
@@ -371,11 +371,14 @@ def test_cal_ql_trains_on_the_datasets_returns_to_go(tmp_path, dataset_dir):
 
 
 @pytest.mark.slow
-def test_corrupt_checkpoint_is_named_and_kept(existing_root_dir, dataset_dir):
-  data_file = os.path.join(existing_root_dir, 'train', 'checkpoints',
-                           'ckpt-300.data-00000-of-00001')
-  with open(data_file, 'r+b') as f:
-    f.truncate(os.path.getsize(data_file) // 2)
+def test_corrupt_checkpoints_are_named_and_kept(existing_root_dir, dataset_dir):
+  """None of the checkpoints can be read (one damaged newest one is set aside and the
+  previous one resumed: tests/test_reliability.py)."""
+  for step in (100, 200, 300):
+    data_file = os.path.join(existing_root_dir, 'train', 'checkpoints',
+                             f'ckpt-{step}.data-00000-of-00001')
+    with open(data_file, 'r+b') as f:
+      f.truncate(os.path.getsize(data_file) // 2)
   before = snapshot(existing_root_dir)
   with pytest.raises(train_eval.ConfigError) as error:
     small_train_eval(existing_root_dir, dataset_dir)
@@ -390,7 +393,8 @@ def test_a_finished_run_started_again_reports_its_last_evaluation(existing_root_
   """No new evaluation (whose episodes would differ) replaces the logged final one."""
   eval_dir = os.path.join(existing_root_dir, 'eval')
   logged = read_scalars(eval_dir)
-  result = small_train_eval(existing_root_dir, dataset_dir, num_gradient_updates=300)
+  result = small_train_eval(existing_root_dir, dataset_dir, num_gradient_updates=300,
+                            allow_config_change=True)  # Settings other than the CLI run's.
   assert result.train_steps == 300
   for name in ('AverageReturn', 'StdReturn', 'AverageEpisodeLength', 'd4rl_normalized_score'):
     assert result.eval_metrics[name] == logged[f'Metrics/{name}'][-1][1], name
@@ -420,7 +424,8 @@ def test_a_seed_fixes_the_untrained_policy(tmp_path, dataset_dir):
 def test_checkpoint_of_other_network_sizes(existing_root_dir, dataset_dir):
   before = snapshot(os.path.join(existing_root_dir, 'train', 'checkpoints'))
   with pytest.raises(train_eval.ConfigError, match='other network sizes.*another --root_dir'):
-    small_train_eval(existing_root_dir, dataset_dir, critic_joint_fc_layers=(8, 8))
+    small_train_eval(existing_root_dir, dataset_dir, critic_joint_fc_layers=(8, 8),
+                     allow_config_change=True)
   assert snapshot(os.path.join(existing_root_dir, 'train', 'checkpoints')) == before
 
 
