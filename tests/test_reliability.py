@@ -185,7 +185,7 @@ def listed_checkpoints(root_dir):
 @pytest.mark.slow
 def test_truncated_newest_checkpoint_is_set_aside_and_the_previous_one_resumed(
     run_copy, dataset_dir, caplog):
-  caplog.set_level(logging.INFO)
+  caplog.set_level(logging.INFO, logger='absl')
   data_file = os.path.join(run_copy, CHECKPOINTS, 'ckpt-30.data-00000-of-00001')
   with open(data_file, 'r+b') as f:
     f.truncate(os.path.getsize(data_file) // 2)
