@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import cql_sac
+from cql_sac import minari_tasks
 from cql_sac.config_checks import ConfigError
 
 CONFIG_DIR = 'config'
@@ -158,7 +159,8 @@ def dataset_identity(dataset_name: str, data_dir: Optional[str]) -> Dict[str, ob
   """The dataset's path and a fingerprint of its files, cheap for any dataset size.
 
   Args:
-    dataset_name: A directory written by this project, or a TFDS name.
+    dataset_name: A directory written by this project, a TFDS name, or a Minari dataset
+      ('minari:<dataset_id>' or its directory).
     data_dir: TFDS data directory of a TFDS name.
 
   Returns:
@@ -166,12 +168,15 @@ def dataset_identity(dataset_name: str, data_dir: Optional[str]) -> Dict[str, ob
     size in bytes}), 'fingerprint' (16 hex digits of SHA-256 over those sizes and the
     contents of the metadata files: *.json, *.txt, *.pbtxt)}.
   """
-  path = dataset_name if tf.io.gfile.isdir(dataset_name) else None
-  if path is None:
-    try:
+  try:
+    if minari_tasks.is_minari_name(dataset_name):
+      path = minari_tasks.dataset_directory(dataset_name)
+    elif tf.io.gfile.isdir(dataset_name):
+      path = dataset_name
+    else:
       path = tfds.builder(dataset_name, data_dir=data_dir).data_dir
-    except Exception:  # pylint: disable=broad-except  # Identity by name only then.
-      path = None
+  except Exception:  # pylint: disable=broad-except  # Identity by name only then.
+    path = None
   files, digest = {}, hashlib.sha256(dataset_name.encode() if path is None else b'')
   if path is not None:
     path = os.path.abspath(path)

@@ -23,6 +23,7 @@ import tensorflow as tf
 from tf_agents.policies import policy_saver
 
 from cql_sac import checkpoints
+from cql_sac import run_config
 from cql_sac import run_lock
 from cql_sac import train_eval
 from cql_sac.datasets import hdf5
@@ -34,6 +35,7 @@ from tests.test_train_eval import snapshot
 from tests.test_train_eval import train_command
 
 CHECKPOINTS = os.path.join('train', 'checkpoints')
+MINARI_FIXTURE = os.path.join('tests', 'data', 'minari', 'cql_sac_test', 'hopper-random-v0')
 # A short run with a checkpoint every 10 steps and no evaluation.
 SHORT = dict(checkpoint_interval=10, policy_save_interval=10, learner_iterations_per_call=10,
              eval_episodes=0, eval_interval=0, seed=1)
@@ -313,6 +315,19 @@ def test_a_changed_config_on_resume_is_refused_unless_allowed(run_copy, dataset_
                                            'run-001.json']
   with open(os.path.join(config_dir, 'run-001.json')) as f:
     assert json.load(f)['train_eval']['batch_size'] == '32'
+
+
+@pytest.mark.parametrize('kind', ['rlds', 'minari'])
+def test_the_dataset_fingerprint_follows_its_files(dataset_dir, tmp_path, kind):
+  source = dataset_dir if kind == 'rlds' else os.path.join(REPO, MINARI_FIXTURE)
+  copy = str(tmp_path / 'data')
+  shutil.copytree(source, copy)
+  identity = run_config.dataset_identity(copy, None)
+  assert identity['path'] == copy and identity['files']
+  assert run_config.dataset_identity(copy, None)['fingerprint'] == identity['fingerprint']
+  largest = max(identity['files'], key=identity['files'].get)
+  truncate_to_two_thirds(os.path.join(copy, largest))
+  assert run_config.dataset_identity(copy, None)['fingerprint'] != identity['fingerprint']
 
 
 @pytest.mark.slow
