@@ -56,6 +56,8 @@ from cql_sac.datasets.steps import EpisodeSteps
 from cql_sac.datasets.validation import validate_episodes
 from cql_sac.eval import NORMALIZED_SCORE_METRIC
 from cql_sac.networks import make_networks
+from cql_sac.run_lock import RunDirectoryError
+from cql_sac.run_lock import holding_run_lock
 from cql_sac.run_record import RUN_RECORD_FILE
 from cql_sac.run_record import read_run_record
 from cql_sac.summaries import read_scalars
@@ -363,6 +365,7 @@ def export_selected(root_dir: str, saved: SavedPolicies, step: int) -> str:
   return target
 
 
+@holding_run_lock('cql_sac_select')  # Not while a training run writes root_dir.
 def select(root_dir: str, config: ope.FqeConfig, estimator: str = 'fqe'):
   """Estimates every saved policy, writes root_dir/selection/, exports the chosen one.
 
@@ -378,6 +381,8 @@ def select(root_dir: str, config: ope.FqeConfig, estimator: str = 'fqe'):
     SelectionError: Before anything is written, for a root_dir without saved policies or run
       record, a dataset that cannot be read or does not fit the policy, or held-out episodes
       that do not fit it; after the estimates, if none has the chosen estimator.
+    cql_sac.run_lock.RunDirectoryInUse: If a run (training, or another selection) holds
+      root_dir's lock; its host and pid are named.
   """
   saved = find_saved_policies(root_dir)
   policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(
@@ -439,7 +444,7 @@ def main(argv: Sequence[str]) -> None:
   config = fqe_config(record, args.fqe_steps, args.fqe_batch_size, layers, args.fqe_seed)
   try:
     chosen, _ = select(args.root_dir, config, args.estimator)
-  except SelectionError as e:
+  except (SelectionError, RunDirectoryError) as e:
     sys.exit(f'cql_sac_select: error: {e}')
   column = ESTIMATORS[args.estimator]
   print(f'selected step {chosen["step"]} ({column} {chosen[column]:.4g}, real normalized '
