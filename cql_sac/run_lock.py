@@ -5,9 +5,10 @@ writes anything else into `root_dir`, and writes the holder's host, pid, program
 time into the file. A second run on the same `root_dir` (on this host, or on another host of
 a file system with working flock, such as NFSv4 or Lustre) is refused with a one-line
 `RunDirectoryInUse` naming the holder. The OS drops the lock when the holding process ends,
-however it ends (kill -9 included), so a killed run never blocks the next one; the lock file
-itself stays (empty when no run holds it), since deleting a lock file races with the next run
-opening it.
+however it ends (kill -9 included), so a killed run never blocks the next one. A run removes
+the lock file when it ends (one killed leaves it, unlocked, to be taken over); a run that
+opened the file just before it was removed sees that the path no longer names the file it
+locked, and opens it anew.
 
 The lock is re-entrant within a process: `train_eval` holds it for the whole run and
 `cql_sac.finetune` takes it again for its own writes at no cost. A run that fails before it
@@ -53,8 +54,8 @@ class RunLock:
       <program> (host <host>, pid <pid>, since <UTC time>)...", one line.
     RunDirectoryError: If `root_dir` or its lock file cannot be created.
 
-  On leaving, the lock file is emptied and unlocked; if the block raised, `root_dir` was
-  created by this lock and holds nothing but the lock file, both are removed.
+  On leaving, the lock file is removed, then unlocked; if the block raised and `root_dir`
+  was created by this lock and is left empty, it is removed too.
   """
 
   def __init__(self, root_dir: str, program: str):
@@ -84,23 +85,27 @@ class RunLock:
   def _acquire(self) -> None:
     self._created = not os.path.isdir(self._root_dir)
     path = os.path.join(self._root_dir, LOCK_FILE)
-    try:
-      os.makedirs(self._root_dir, exist_ok=True)
-      self._file = open(path, 'a+', encoding='utf-8')  # pylint: disable=consider-using-with
-    except OSError as e:
-      raise RunDirectoryError(f'--root_dir={self._root_dir} is not a writable directory '
-                              f'({e}). Pass a directory you can write to.') from e
-    try:
-      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-      self._file.seek(0)
-      holder = self._file.read()
-      self._file.close()
-      self._file = None
-      raise RunDirectoryInUse(
-          f'--root_dir={self._root_dir} is in use by {_describe_holder(holder)}; two runs '
-          f'would mix their checkpoints. Wait for it to end (or stop it), or pass another '
-          f'--root_dir. Lock file: {path}.') from e
+    while True:
+      try:
+        os.makedirs(self._root_dir, exist_ok=True)
+        lock_file = open(path, 'a+', encoding='utf-8')  # pylint: disable=consider-using-with
+      except OSError as e:
+        raise RunDirectoryError(f'--root_dir={self._root_dir} is not a writable directory '
+                                f'({e}). Pass a directory you can write to.') from e
+      try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except OSError as e:
+        lock_file.seek(0)
+        holder = lock_file.read()
+        lock_file.close()
+        raise RunDirectoryInUse(
+            f'--root_dir={self._root_dir} is in use by {_describe_holder(holder)}; two runs '
+            f'would mix their checkpoints. Wait for it to end (or stop it), or pass another '
+            f'--root_dir. Lock file: {path}.') from e
+      if _same_file(lock_file, path):
+        break
+      lock_file.close()  # Removed by the run that held it meanwhile: open the new one.
+    self._file = lock_file
     self._file.seek(0)
     self._file.truncate()
     json.dump({'program': self._program, 'host': socket.gethostname(), 'pid': os.getpid(),
@@ -108,15 +113,20 @@ class RunLock:
     self._file.flush()
 
   def _release(self, failed: bool) -> None:
-    path = self._file.name
-    self._file.truncate(0)
-    self._file.flush()
-    if failed and self._created and os.listdir(self._root_dir) == [LOCK_FILE]:
-      os.remove(path)  # Still locked: no other run can have taken it.
+    os.remove(self._file.name)  # Still locked: whoever opened it meanwhile opens anew.
+    if failed and self._created and not os.listdir(self._root_dir):
       os.rmdir(self._root_dir)
     fcntl.flock(self._file, fcntl.LOCK_UN)
     self._file.close()
     self._file = None
+
+
+def _same_file(opened, path: str) -> bool:
+  """Whether `path` still names the file `opened` (False if it was removed or replaced)."""
+  try:
+    return os.path.samestat(os.fstat(opened.fileno()), os.stat(path))
+  except FileNotFoundError:
+    return False
 
 
 def holding_run_lock(program: str) -> Callable[[Callable], Callable]:

@@ -148,7 +148,7 @@ def test_second_run_on_a_root_dir_is_refused_and_a_killed_holder_never_blocks(
   with run_lock.RunLock(root_dir, 'test'):  # kill -9 released it.
     with open(os.path.join(root_dir, run_lock.LOCK_FILE)) as f:
       assert json.load(f)['pid'] == os.getpid()
-  assert open(os.path.join(root_dir, run_lock.LOCK_FILE)).read() == ''
+  assert not os.path.exists(os.path.join(root_dir, run_lock.LOCK_FILE))
 
 
 def test_the_lock_is_reentrant_and_a_failed_first_run_leaves_no_directory(tmp_path):
@@ -160,6 +160,9 @@ def test_the_lock_is_reentrant_and_a_failed_first_run_leaves_no_directory(tmp_pa
       raise KeyError('a failure before anything was written')
   assert not os.path.exists(root_dir)
   assert os.path.isdir(tmp_path / 'new')  # Only what the lock created is removed.
+  with run_lock.RunLock(str(tmp_path), 'an existing directory'):
+    pass
+  assert os.listdir(tmp_path) == ['new']
 
 
 # --- Damaged and half-written checkpoints. ------------------------------------------------------
