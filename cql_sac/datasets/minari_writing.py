@@ -110,14 +110,9 @@ class MinariWriter:
 
   def add_step(self, action: np.ndarray, reward: float, discount: float,
                next_observation: np.ndarray, is_last: bool) -> None:
-    """Records one environment step; ends the episode when `is_last`.
+    """Records one environment step, as `writing.RldsWriter.add_step` (same arguments).
 
-    Args:
-      action: float32 [A], the action taken at the previous observation.
-      reward: reward that followed.
-      discount: 0 if `next_observation` is terminal, else 1.
-      next_observation: float32 [obs_dim], the observation that followed.
-      is_last: True if the episode ends at `next_observation` (terminal or time limit).
+    A step with `is_last` ends the episode: terminated when `discount` is 0, else truncated.
     """
     episode = self._episode
     episode['actions'].append(np.asarray(action, np.float32).reshape(self._action_dim))
