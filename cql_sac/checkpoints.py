@@ -25,6 +25,8 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional
 from google.protobuf import text_format
 import tensorflow as tf
 
+from cql_sac.run_record import write_file_atomically
+
 DAMAGED_DIR = 'damaged'
 _TEMPORARY_PREFIX = '.partial-'
 
@@ -142,9 +144,7 @@ def _write_state(checkpoint_dir: str, state, kept: List[str]) -> None:
   if len(timestamps) >= len(kept):
     state.all_model_checkpoint_timestamps.extend(timestamps[:len(kept)])
   path = os.path.join(checkpoint_dir, 'checkpoint')
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    f.write(text_format.MessageToString(state))
-  os.replace(path + '.tmp', path)
+  write_file_atomically(path, text_format.MessageToString(state))
 
 
 def _files(prefixes) -> List[str]:

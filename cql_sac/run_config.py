@@ -32,6 +32,7 @@ import tensorflow_datasets as tfds
 import cql_sac
 from cql_sac import minari_tasks
 from cql_sac.config_checks import ConfigError
+from cql_sac.run_record import write_file_atomically
 
 CONFIG_DIR = 'config'
 _METADATA_SUFFIXES = ('.json', '.txt', '.pbtxt')
@@ -100,9 +101,7 @@ def _write(config_dir: str, number: int, record: Dict[str, object]) -> str:
   path = os.path.join(config_dir, f'run-{number:03d}')
   for suffix, text in (('.json', json.dumps(record, indent=1, sort_keys=True)),
                        ('.gin', gin.config_str())):
-    with open(path + suffix + '.tmp', 'w', encoding='utf-8') as f:
-      f.write(text)
-    os.replace(path + suffix + '.tmp', path + suffix)
+    write_file_atomically(path + suffix, text)
   return path + '.json'
 
 

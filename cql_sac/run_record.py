@@ -15,17 +15,26 @@ from typing import Any, Dict, Optional
 RUN_RECORD_FILE = 'run_record.json'
 
 
+def write_file_atomically(path: str, text: str) -> None:
+  """Writes `text` (UTF-8) to `path` through `path`.tmp and a rename: a reader, or a run killed
+  during the write, sees the old file or the new one, never half of one.
+
+  Raises:
+    OSError: If the directory cannot be written (the old file is left as it was).
+  """
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(path + '.tmp', path)
+
+
 def write_run_record(root_dir: str, record: Dict[str, Any]) -> None:
-  """Writes `record` as root_dir/run_record.json, atomically (a reader never sees half a file).
+  """Writes `record` as root_dir/run_record.json, atomically (`write_file_atomically`).
 
   Args:
     root_dir: The run's directory (exists).
     record: JSON-serializable values.
   """
-  path = os.path.join(root_dir, RUN_RECORD_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(record, f, indent=1)
-  os.replace(path + '.tmp', path)
+  write_file_atomically(os.path.join(root_dir, RUN_RECORD_FILE), json.dumps(record, indent=1))
 
 
 def read_run_record(root_dir: str) -> Optional[Dict[str, Any]]:

@@ -60,6 +60,7 @@ from cql_sac.run_lock import RunDirectoryError
 from cql_sac.run_lock import holding_run_lock
 from cql_sac.run_record import RUN_RECORD_FILE
 from cql_sac.run_record import read_run_record
+from cql_sac.run_record import write_file_atomically
 from cql_sac.summaries import read_scalars
 
 SELECTION_DIR = 'selection'
@@ -304,9 +305,7 @@ def choose(rows: Sequence[Dict[str, float]], estimator: str) -> Dict[str, float]
 def _write_table(selection_dir: str, settings: dict, rows: List[Dict[str, float]]) -> None:
   """estimates.json (settings and rows, atomically) and estimates.csv."""
   path = os.path.join(selection_dir, ESTIMATES_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump({'settings': settings, 'rows': rows}, f, indent=1)
-  os.replace(path + '.tmp', path)
+  write_file_atomically(path, json.dumps({'settings': settings, 'rows': rows}, indent=1))
   with open(os.path.join(selection_dir, 'estimates.csv'), 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction='ignore', restval='')
     writer.writeheader()
