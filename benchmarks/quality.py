@@ -354,7 +354,10 @@ def _define_flags() -> None:
   flags.DEFINE_enum('env', 'hopper', ['hopper', 'halfcheetah', 'walker2d'], 'Task.')
   flags.DEFINE_list('datasets', ['medium', 'medium-replay'], 'Dataset kinds.')
   flags.DEFINE_list('algorithms', ['cql', 'bc'], f'Algorithms to train, of {ALGORITHMS}.')
-  flags.DEFINE_integer('num_seeds', 3, 'Seeds 0..N-1 per configuration.')
+  flags.DEFINE_integer('num_seeds', 3, 'Seeds per configuration: first_seed .. first_seed + N - 1.',
+                       lower_bound=1)
+  flags.DEFINE_integer('first_seed', 0, 'The first seed; finished runs of other seeds are reused '
+                       'by a later call that names them all.', lower_bound=0)
   flags.DEFINE_enum('protocol', 'reduced', ['reduced', 'full'], 'See the module docstring.')
   flags.DEFINE_integer('num_steps', None, 'Train steps (default: reduced 100,000, full 1M).')
   flags.DEFINE_integer('eval_interval', None, 'Steps between evaluations (default 10,000).')
@@ -381,7 +384,8 @@ def main(argv: Sequence[str]) -> None:
   full = args.protocol == 'full'
   num_steps = args.num_steps or (1000000 if full else 100000)
   rows = run_quality(
-      args.data_dir, args.env, args.datasets, args.algorithms, range(args.num_seeds),
+      args.data_dir, args.env, args.datasets, args.algorithms,
+      range(args.first_seed, args.first_seed + args.num_seeds),
       args.protocol, num_steps, args.eval_interval or 10000,
       args.eval_episodes,
       os.path.join(args.root_dir,  # One directory per task: runs of two tasks never meet.
