@@ -8,6 +8,8 @@ reads every evaluation of the greedy policy (`Metrics/d4rl_normalized_score` and
   last per seed, last and best (mean ± std over seeds)   CORL's definitions
   last / best                                            the ratio of the means (issue 35's
                                                          "steady" target: >= 0.8)
+  final 3  each seed's mean over its last 3 evaluations (mean ± std over seeds): less of a
+           lottery than "last" when one evaluation can land on either side of a swing
   swing    mean |score(k+1) − score(k)| between consecutive evaluations, in normalized points
   noise    mean standard error of one evaluation's mean, std(episode returns)/√episodes,
            in normalized points: a swing many times the noise is the policy changing, not
@@ -34,6 +36,7 @@ from cql_sac.summaries import read_scalars
 
 _SCORE_TAG = 'Metrics/d4rl_normalized_score'
 _STD_TAG = 'Metrics/StdReturn'
+_FINAL_EVALUATIONS = 3  # The 'final 3' column.
 
 
 class SeedCurve(NamedTuple):
@@ -92,17 +95,19 @@ def summarize(curves: Dict[str, SeedCurve]) -> Dict[str, object]:
 
   Returns:
     {'seeds', 'last' (per seed, list), 'last_mean', 'last_std', 'best' (per seed),
-    'best_mean', 'best_std', 'last_over_best', 'swing', 'noise', 'steps' (of the last
-    evaluation, smallest over seeds)}.
+    'best_mean', 'best_std', 'last_over_best', 'final3_mean', 'final3_std', 'swing', 'noise',
+    'steps' (of the last evaluation, smallest over seeds)}.
   """
   last = np.array([c.scores[-1] for c in curves.values()])
   best = np.array([c.scores.max() for c in curves.values()])
+  final3 = np.array([c.scores[-_FINAL_EVALUATIONS:].mean() for c in curves.values()])
   swing = np.mean([np.abs(np.diff(c.scores)).mean() for c in curves.values()
                    if len(c.scores) > 1] or [np.nan])
   return {'seeds': len(curves), 'last': last.tolist(), 'last_mean': float(last.mean()),
           'last_std': float(last.std()), 'best': best.tolist(),
           'best_mean': float(best.mean()), 'best_std': float(best.std()),
           'last_over_best': float(last.mean() / best.mean()) if best.mean() else np.nan,
+          'final3_mean': float(final3.mean()), 'final3_std': float(final3.std()),
           'swing': float(swing),
           'noise': float(np.nanmean(np.concatenate([c.noise for c in curves.values()]))),
           'steps': int(min(c.steps[-1] for c in curves.values()))}
@@ -111,14 +116,14 @@ def summarize(curves: Dict[str, SeedCurve]) -> Dict[str, object]:
 def markdown_table(rows: Dict[str, Dict[str, object]]) -> str:
   """Formats {label: summarize(...)} as a Markdown table, one row per group."""
   lines = ['| configuration | seeds | steps | last per seed | last (mean ± std) '
-           '| best (mean ± std) | last / best | swing | noise |',
-           '|---|---:|---:|---|---:|---:|---:|---:|---:|']
+           '| best (mean ± std) | last / best | final 3 (mean ± std) | swing | noise |',
+           '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|']
   for label, r in rows.items():
     per_seed = ', '.join(f'{x:.1f}' for x in r['last'])
     lines.append(f"| {label} | {r['seeds']} | {r['steps']:,} | {per_seed} "
                  f"| {r['last_mean']:.1f} ± {r['last_std']:.1f} "
                  f"| {r['best_mean']:.1f} ± {r['best_std']:.1f} | {r['last_over_best']:.2f} "
-                 f"| {r['swing']:.1f} | {r['noise']:.1f} |")
+                 f"| {r['final3_mean']:.1f} ± {r['final3_std']:.1f} | {r['swing']:.1f} | {r['noise']:.1f} |")
   return '\n'.join(lines) + '\n'
 
 

@@ -32,12 +32,15 @@ def test_last_best_swing_and_noise_match_a_hand_computation(tmp_path):
   assert row['last'] == [20.0, 40.0] and row['best'] == [50.0, 40.0]
   assert row['last_mean'] == pytest.approx(30.0) and row['last_std'] == pytest.approx(10.0)
   assert row['last_over_best'] == pytest.approx(30.0 / 45.0)
+  # Final 3: seed 0 (10 + 50 + 20) / 3 = 26.67, seed 1 (5 + 30 + 40) / 3 = 25.0.
+  assert row['final3_mean'] == pytest.approx(25.8333, abs=1e-3)
+  assert row['final3_std'] == pytest.approx(0.8333, abs=1e-3)
   assert row['swing'] == pytest.approx(np.mean([(40 + 30) / 2, (25 + 10) / 2]))
   expected_noise = np.mean([100, 200, 300, 0, 0, 0]) / 2 * _HOPPER_POINTS_PER_RETURN
   assert row['noise'] == pytest.approx(expected_noise, rel=1e-5)
   raw = stability.read_curves(str(tmp_path), 'eval_raw_actor', 'hopper-medium-replay-v2', 4)
   assert list(raw) == ['seed1']
-  assert '| 20.0, 40.0 | 30.0 ± 10.0 | 45.0 ± 5.0 | 0.67 |' in stability.markdown_table(
+  assert '| 20.0, 40.0 | 30.0 ± 10.0 | 45.0 ± 5.0 | 0.67 | 25.8 ± 0.8 |' in stability.markdown_table(
       {'x': row})
   with pytest.raises(ValueError, match='No seed\\*/eval_other evaluations'):
     stability.read_curves(str(tmp_path), 'eval_other', 'hopper-medium-replay-v2', 4)
