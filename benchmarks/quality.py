@@ -354,8 +354,8 @@ def _define_flags() -> None:
   flags.DEFINE_enum('env', 'hopper', ['hopper', 'halfcheetah', 'walker2d'], 'Task.')
   flags.DEFINE_list('datasets', ['medium', 'medium-replay'], 'Dataset kinds.')
   flags.DEFINE_list('algorithms', ['cql', 'bc'], f'Algorithms to train, of {ALGORITHMS}.')
-  flags.DEFINE_integer('num_seeds', 3, 'Seeds per configuration: first_seed .. first_seed + N - 1.',
-                       lower_bound=1)
+  flags.DEFINE_integer('num_seeds', 3, 'Seeds per configuration: first_seed .. '
+                       'first_seed + N - 1.', lower_bound=1)
   flags.DEFINE_integer('first_seed', 0, 'The first seed; finished runs of other seeds are reused '
                        'by a later call that names them all.', lower_bound=0)
   flags.DEFINE_enum('protocol', 'reduced', ['reduced', 'full'], 'See the module docstring.')
