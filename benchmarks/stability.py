@@ -123,7 +123,8 @@ def markdown_table(rows: Dict[str, Dict[str, object]]) -> str:
     lines.append(f"| {label} | {r['seeds']} | {r['steps']:,} | {per_seed} "
                  f"| {r['last_mean']:.1f} ± {r['last_std']:.1f} "
                  f"| {r['best_mean']:.1f} ± {r['best_std']:.1f} | {r['last_over_best']:.2f} "
-                 f"| {r['final3_mean']:.1f} ± {r['final3_std']:.1f} | {r['swing']:.1f} | {r['noise']:.1f} |")
+                 f"| {r['final3_mean']:.1f} ± {r['final3_std']:.1f} "
+                 f"| {r['swing']:.1f} | {r['noise']:.1f} |")
   return '\n'.join(lines) + '\n'
 
 
