@@ -25,7 +25,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional
 from google.protobuf import text_format
 import tensorflow as tf
 
-from cql_sac.run_record import write_file_atomically
+from cql_sac.files import write_file_atomically
 
 DAMAGED_DIR = 'damaged'
 _TEMPORARY_PREFIX = '.partial-'

@@ -32,7 +32,7 @@ import tensorflow_datasets as tfds
 import cql_sac
 from cql_sac import minari_tasks
 from cql_sac.config_checks import ConfigError
-from cql_sac.run_record import write_file_atomically
+from cql_sac.files import write_file_atomically
 
 CONFIG_DIR = 'config'
 _METADATA_SUFFIXES = ('.json', '.txt', '.pbtxt')

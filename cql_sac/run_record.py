@@ -12,19 +12,9 @@ import json
 import os
 from typing import Any, Dict, Optional
 
+from cql_sac.files import write_file_atomically
+
 RUN_RECORD_FILE = 'run_record.json'
-
-
-def write_file_atomically(path: str, text: str) -> None:
-  """Writes `text` (UTF-8) to `path` through `path`.tmp and a rename: a reader, or a run killed
-  during the write, sees the old file or the new one, never half of one.
-
-  Raises:
-    OSError: If the directory cannot be written (the old file is left as it was).
-  """
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(path + '.tmp', path)
 
 
 def write_run_record(root_dir: str, record: Dict[str, Any]) -> None:

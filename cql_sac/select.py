@@ -60,7 +60,7 @@ from cql_sac.run_lock import RunDirectoryError
 from cql_sac.run_lock import holding_run_lock
 from cql_sac.run_record import RUN_RECORD_FILE
 from cql_sac.run_record import read_run_record
-from cql_sac.run_record import write_file_atomically
+from cql_sac.files import write_file_atomically
 from cql_sac.summaries import read_scalars
 
 SELECTION_DIR = 'selection'

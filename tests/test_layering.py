@@ -3,10 +3,11 @@
 The layers, from the bottom (a module may import any module listed before its own layer):
 
  1. `cql_sac` (the package root: `__version__`), `cql_sac.cli` (absl flag helpers),
-    `cql_sac.summaries` (reading TensorBoard scalars), `cql_sac.run_record` (a run's
-    root_dir/run_record.json), `cql_sac.run_lock` (one run per output directory) and
-    `cql_sac.checkpoints` (damaged checkpoints set aside, policy checkpoints written whole,
-    write failures in one line): no cql_sac imports.
+    `cql_sac.summaries` (reading TensorBoard scalars), `cql_sac.files` (files written whole),
+    `cql_sac.run_record` (a run's root_dir/run_record.json), `cql_sac.run_lock` (one run per
+    output directory) and `cql_sac.checkpoints` (damaged checkpoints set aside, policy
+    checkpoints written whole, write failures in one line): no cql_sac imports but each
+    other's.
  2. `cql_sac.tasks`: the D4RL task registry (names, gym ids, time limits, score constants), and
     `cql_sac.minari_tasks`: where Minari datasets live, their environments and scores.
  3. `cql_sac.envs`: the gymnasium simulators of those tasks as TF-Agents environments.
@@ -39,8 +40,8 @@ from typing import Dict, List, Set
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent / 'cql_sac'
 
 LAYERS = (
-    ('cql_sac', 'cql_sac.cli', 'cql_sac.summaries', 'cql_sac.run_record', 'cql_sac.run_lock',
-     'cql_sac.checkpoints'),
+    ('cql_sac', 'cql_sac.cli', 'cql_sac.summaries', 'cql_sac.files', 'cql_sac.run_record',
+     'cql_sac.run_lock', 'cql_sac.checkpoints'),
     ('cql_sac.tasks', 'cql_sac.minari_tasks'),
     ('cql_sac.envs',),
     ('cql_sac.critic_network',),
