@@ -52,7 +52,7 @@ def _assert_uniform(keys, num_items):
   assert len(counts) == num_items  # Every item was drawn at least once.
   # Two such tests per run: at 1e-5 a uniform sampler fails one run in 50,000, while one
   # drawing a third of the items at 1.5x the rate, or a tenth at 2x, gives p < 1e-11 at these
-  # ~26 draws per item (20 simulated draws each).
+  # ~26 draws per item (20 simulated runs of each).
   assert stats.chisquare(counts).pvalue > 1e-5
 
 
