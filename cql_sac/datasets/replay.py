@@ -395,7 +395,9 @@ def _write_items(traj_steps: transitions.TrajectorySteps, server: reverb.Server,
     columns[transitions.RETURN_TO_GO] = traj_steps.trajectory.policy_info[
         transitions.RETURN_TO_GO]
   step = lambda i: {name: column[i] for name, column in columns.items()}
-  with client.trajectory_writer(num_keep_alive_refs=_CHUNK_STEPS) as writer:
+  # The writer keeps only its last num_keep_alive_refs steps addressable: at least L of them.
+  with client.trajectory_writer(
+      num_keep_alive_refs=max(_CHUNK_STEPS, sequence_length)) as writer:
     previous, num_items, episode_steps = None, 0, 0
     for first, second in traj_steps.items:
       if previous is None or first != previous:
