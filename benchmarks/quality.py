@@ -195,7 +195,8 @@ def summarize(curves: Curves, dataset_scores: Mapping[str, float]) -> List[Dict[
 
 _LABELS = {'cql': 'CQL', 'bc': 'BC', 'cql_bf16': 'CQL (bfloat16)',
            'tf_agents_cql': "CQL (tf_agents' agent)", 'corl_cql': "CQL (CORL's recipe)",
-           'jaxcql_cql': "CQL (JaxCQL's recipe)", 'jrl_cql': "CQL (JRL's recipe)"}
+           'jaxcql_cql': "CQL (JaxCQL's recipe)", 'jrl_cql': "CQL (JRL's recipe)",
+           'cql_recurrent': 'CQL (recurrent)'}
 
 
 def _label(algorithm: str) -> str:

@@ -61,6 +61,10 @@ def test_summarize_last_and_best_over_seeds():
   assert '| medium-replay | CQL | 2 | 2,000 | 30.0 ± 10.0 | 35.0 ± 5.0 | 12.5 |' in table
   bf16_row = dict(cql, algorithm='cql_bf16')
   assert '| medium-replay | CQL (bfloat16) | 2 |' in quality.markdown_table([bf16_row])
+  # Every algorithm the benchmark trains has a name in its table (cql_recurrent once had none,
+  # which failed after the runs had trained).
+  every = quality.markdown_table([dict(cql, algorithm=name) for name in quality.ALGORITHMS])
+  assert '| medium-replay | CQL (recurrent) | 2 |' in every
 
 
 def test_plot_writes_png(tmp_path):
