@@ -187,7 +187,7 @@ def test_connecting_to_a_table_of_unpacked_trajectories_raises_with_the_fix():
 @pytest.mark.parametrize('chunk_steps', [32, 3])
 def test_sequence_items_are_every_window_of_consecutive_steps_within_an_episode(
     hopper_steps, monkeypatch, chunk_steps):
-  """Chunks of 3 steps: a sequence longer than Reverb's chunk (L = 40 vs 32 once failed)."""
+  """With 3 steps kept addressable by the writer, fewer than L = 5 (L = 40 vs 32 once failed)."""
   monkeypatch.setattr(replay, '_CHUNK_STEPS', chunk_steps)
   _, steps = hopper_steps
   length = 5
