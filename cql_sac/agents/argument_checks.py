@@ -13,7 +13,7 @@ def check_cql_sac_arguments(action_spec, critic_network, actor_network, cql_alph
                             num_cql_samples, use_lagrange_cql_alpha: bool, softmax_temperature,
                             log_cql_alpha_clipping, cql_clip_diff_min: float,
                             cql_clip_diff_max: float, max_target_num_samples, num_critics,
-                            actor_ema_tau) -> None:
+                            actor_ema_tau, actor_bc_weight) -> None:
   """Checks the arguments of `CqlSacAgent.__init__` that have a valid range.
 
   Args:
@@ -30,14 +30,15 @@ def check_cql_sac_arguments(action_spec, critic_network, actor_network, cql_alph
     max_target_num_samples: None or an integer >= 1.
     num_critics: C, an integer >= 2.
     actor_ema_tau: None or a number in (0, 1].
+    actor_bc_weight: A number >= 0.
 
   Raises:
     ValueError: If the action spec is not a single float `BoundedTensorSpec` of rank 1
       with finite bounds, min < max; if `num_cql_samples < 1`, `softmax_temperature <= 0`,
       `cql_alpha <= 0` with `use_lagrange_cql_alpha`, if `log_cql_alpha_clipping` is not
       (min, max) with min <= max, if `cql_clip_diff_min > cql_clip_diff_max`,
-      `num_critics < 2`, `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1], or
-      if the actor is recurrent (has a non-empty `state_spec`) and the critic is not.
+      `num_critics < 2`, `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1],
+      `actor_bc_weight` negative or not a number, or if the actor is recurrent (has a non-empty `state_spec`) and the critic is not.
   """
   if not cql_clip_diff_min <= cql_clip_diff_max:
     raise ValueError(
@@ -58,6 +59,11 @@ def check_cql_sac_arguments(action_spec, critic_network, actor_network, cql_alph
       actor_ema_tau, (int, float)) or not 0.0 < actor_ema_tau <= 1.0):
     raise ValueError(f'actor_ema_tau must be None or in (0, 1], got {actor_ema_tau!r}: it is '
                      'the Polyak factor of the averaged actor (e.g. 1e-3).')
+  if isinstance(actor_bc_weight, bool) or not isinstance(
+      actor_bc_weight, (int, float)) or not actor_bc_weight >= 0.0:
+    raise ValueError(f'actor_bc_weight must be a number >= 0, got {actor_bc_weight!r}: it '
+                     'weighs the behaviour-cloning term of the actor loss (0: none; '
+                     "TD3+BC's is 0.4).")
   if use_lagrange_cql_alpha:
     try:
       _positive_number('cql_alpha', cql_alpha)

@@ -196,6 +196,7 @@ class CqlSacAgent(sac_agent.SacAgent):
       max_target_num_samples: Optional[int] = None,
       num_critics: int = 2,
       actor_ema_tau: Optional[float] = None,
+      actor_bc_weight: float = 0.0,
   ):
     """Creates the agent.
 
@@ -305,6 +306,11 @@ class CqlSacAgent(sac_agent.SacAgent):
         moving average over about 1/τ_π steps; Polyak & Juditsky 1992), starting from
         the initial actor. `ema_policy` acts with it; training never reads it. None:
         no copy (tf_agents' behaviour).
+      actor_bc_weight: β >= 0. After the BC warm-up the actor also minimizes
+        β·sg(mean_B |min_k Q_k(s, a)|)·mean_A (ā(s) − a_data)², ā(s) the greedy action
+        (the mode of π(·|s)): TD3+BC's behaviour-cloning term (Fujimoto & Gu 2021, eq. 3,
+        λ = α_TD3BC / mean|Q|, so β = 1/α_TD3BC; their α_TD3BC 2.5 is β 0.4) added to
+        SAC's actor loss, in Q's units. 0: no term (tf_agents' behaviour).
 
     Raises:
       ValueError: If the action spec is not a single float `BoundedTensorSpec`
@@ -312,14 +318,15 @@ class CqlSacAgent(sac_agent.SacAgent):
         `cql_alpha <= 0` with `use_lagrange_cql_alpha`, if
         `log_cql_alpha_clipping` is not (min, max) with min <= max, if
         `cql_clip_diff_min > cql_clip_diff_max`, `num_critics < 2`,
-        `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1], or if the
-        actor is recurrent (non-empty `state_spec`) and the critic is not.
+        `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1],
+        `actor_bc_weight < 0`, or if the actor is recurrent (non-empty
+        `state_spec`) and the critic is not.
     """
     check_cql_sac_arguments(
         action_spec, critic_network, actor_network, cql_alpha, num_cql_samples,
         use_lagrange_cql_alpha, softmax_temperature, log_cql_alpha_clipping,
         cql_clip_diff_min, cql_clip_diff_max, max_target_num_samples, num_critics,
-        actor_ema_tau)
+        actor_ema_tau, actor_bc_weight)
 
     super().__init__(
         time_step_spec, action_spec, critic_network, actor_network, actor_optimizer,
@@ -369,6 +376,7 @@ class CqlSacAgent(sac_agent.SacAgent):
           self._update_all_targets, target_update_period, 'update_targets')
     self._bc_debug_mode = bc_debug_mode
     self._actor_ema_tau = actor_ema_tau
+    self._actor_bc_weight = float(actor_bc_weight)
     self._ema_actor_network, self._ema_policy = self._make_ema_actor(actor_policy_ctor)
     self._uniform_log_density = cql_math.uniform_log_density(
         action_spec.minimum, action_spec.maximum, action_spec.shape,
@@ -911,9 +919,12 @@ class CqlSacAgent(sac_agent.SacAgent):
 
       BC (train step < num_bc_steps): E_B[α·log π(a|s) − log π(a_data|s)]
       otherwise (SAC):                E_B[α·log π(a|s) − min_k Q_k(s, a)]
+                                      + β·sg(E_B|min_k Q_k(s, a)|)·E_B[mean_A (ā(s) − a_data)²]
 
-    with a ~ π(·|s) reparameterized, α and the critics held fixed (CQL paper
-    Appendix F, "policy_eval_start"; Haarnoja et al. 2018, eq. 7).
+    with a ~ π(·|s) reparameterized, ā(s) the greedy action (the mode), α and the
+    critics held fixed (CQL paper Appendix F, "policy_eval_start"; Haarnoja et al.
+    2018, eq. 7); the β term only with `actor_bc_weight` β > 0 (TD3+BC, Fujimoto & Gu
+    2021, eq. 3).
 
     Args:
       time_steps: `TimeStep` [B].
@@ -939,13 +950,20 @@ class CqlSacAgent(sac_agent.SacAgent):
       def data_log_prob():
         return common.log_probability(distribution, actions, self.action_spec)
 
+      valid = self._valid_steps(time_steps)
+
+      def regularized_q():
+        q = min_q()
+        if self._actor_bc_weight > 0:
+          q -= self._actor_bc_penalty(q, distribution.mode(), actions, valid)
+        return q
+
       if self._num_bc_steps > 0:
         target = tf.cond(self.train_step_counter < self._num_bc_steps,
-                         data_log_prob, min_q)
+                         data_log_prob, regularized_q)
       else:
-        target = min_q()
+        target = regularized_q()
       per_example = tf.exp(self._log_alpha) * log_pi - target
-      valid = self._valid_steps(time_steps)
       if valid is not None:  # Sequences: summed over the valid steps.
         per_example = tf.reduce_sum(valid * per_example, axis=1)
       loss = common.aggregate_losses(
@@ -959,6 +977,28 @@ class CqlSacAgent(sac_agent.SacAgent):
             saturated_fraction(distribution.mode(), self.action_spec),
             step=self.train_step_counter)
       return loss
+
+  def _actor_bc_penalty(self, q, greedy_actions, actions, valid):
+    """β·sg(mean|q|)·mean_A (ā − a_data)² per example ([B] or [B, T]), float32.
+
+    Args:
+      q: float32 [B] (or [B, T]) min_k Q_k at the sampled actions; only its mean
+        magnitude over the (valid) examples is used, without gradient.
+      greedy_actions: float32 [B, A] (or [B, T, A]) modes of π(·|s).
+      actions: float32, the dataset actions, shaped as `greedy_actions`.
+      valid: float32 [B, T] mask of the valid steps, or None (every example counts).
+    """
+    magnitude = tf.abs(q)
+    if valid is None:
+      scale = tf.reduce_mean(magnitude)
+    else:
+      scale = tf.reduce_sum(valid * magnitude) / tf.maximum(tf.reduce_sum(valid), 1.0)
+    squared_error = tf.reduce_mean(tf.math.squared_difference(greedy_actions, actions), -1)
+    penalty = self._actor_bc_weight * tf.stop_gradient(scale) * squared_error
+    if self._debug_summaries:
+      tf.compat.v2.summary.scalar('actor_bc_penalty', tf.reduce_mean(penalty),
+                                  step=self.train_step_counter)
+    return penalty
 
   def _get_cql_alpha(self) -> tf.Tensor:
     """α' as a float32 scalar: exp(clip(log_cql_alpha)) with Lagrange."""

@@ -105,14 +105,22 @@ def cql_loss(critics, actor_layers, observations, actions, policy_actions,
 
 
 def actor_loss(critics, actor_layers, observations, data_actions, sampled_actions,
-               *, alpha, behaviour_cloning, bounds):
-  """E_B[α log π(a|s) − target], target = min_k Q_k(s,a) or log π(a_data|s) (BC)."""
+               *, alpha, behaviour_cloning, bounds, bc_weight=0.0):
+  """E_B[α log π(a|s) − target], target = min_k Q_k(s,a) or log π(a_data|s) (BC).
+
+  With bc_weight β, TD3+BC's term (Fujimoto & Gu 2021, eq. 3) is added outside BC:
+  β·mean_B|min_k Q_k|·mean_B mean_A (ā(s) − a_data)², ā(s) = c + m·tanh(loc(s)).
+  """
   log_pi = policy_log_prob(actor_layers, observations, sampled_actions, *bounds)
   if behaviour_cloning:
-    target = policy_log_prob(actor_layers, observations, data_actions, *bounds)
-  else:
-    target = np.min([q_value(c, observations, sampled_actions) for c in critics], axis=0)
-  return np.mean(alpha * log_pi - target)
+    return np.mean(alpha * log_pi
+                   - policy_log_prob(actor_layers, observations, data_actions, *bounds))
+  q = np.min([q_value(c, observations, sampled_actions) for c in critics], axis=0)
+  minimum, maximum = bounds
+  loc = mlp(observations, actor_layers)[..., :data_actions.shape[-1]]
+  greedy = (maximum + minimum) / 2.0 + (maximum - minimum) / 2.0 * np.tanh(loc)
+  penalty = bc_weight * np.mean(np.abs(q)) * np.mean((greedy - data_actions) ** 2)
+  return np.mean(alpha * log_pi - q) + penalty
 
 
 def sac_alpha_loss(actor_layers, observations, sampled_actions, *, log_alpha,

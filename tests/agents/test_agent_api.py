@@ -24,6 +24,8 @@ from tests.agents import agent_fixtures as fx
      r'max_target_num_samples must be an integer >= 1, got 0'),
     (dict(actor_ema_tau=0.0), r'actor_ema_tau must be None or in \(0, 1\], got 0.0'),
     (dict(actor_ema_tau=1.5), r'actor_ema_tau must be None or in \(0, 1\], got 1.5'),
+    (dict(actor_bc_weight=-0.1), r'actor_bc_weight must be a number >= 0, got -0.1'),
+    (dict(actor_bc_weight=True), r'actor_bc_weight must be a number >= 0, got True'),
 ])
 def test_bad_arguments_raise_value_error(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -66,9 +68,9 @@ def test_constructor_matches_tf_agents_signature():
       'per_dimension_uniform_log_density', 'reward_noise_is_variance',
       'log_cql_alpha_straight_through', 'cql_clip_diff_min', 'cql_clip_diff_max',
       'cql_next_state_samples', 'cql_importance_sample', 'max_target_backup',
-      'max_target_num_samples', 'num_critics', 'actor_ema_tau']
+      'max_target_num_samples', 'num_critics', 'actor_ema_tau', 'actor_bc_weight']
   assert [p.default for p in ours[len(theirs):]] == [False] * 3 + [
-      -np.inf, np.inf, False, True, False, None, 2, None]
+      -np.inf, np.inf, False, True, False, None, 2, None, 0.0]
 
 
 def test_loss_returns_cql_losses_without_training():

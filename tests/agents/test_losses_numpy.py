@@ -218,6 +218,24 @@ def test_actor_loss_matches_numpy(bc):
   np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize('num_bc_steps', [0, 1])
+def test_actor_bc_term_matches_numpy(num_bc_steps):
+  """actor_bc_weight adds β·mean|min Q|·mean (ā − a_data)² after the warm-up, not in it."""
+  rng = np.random.default_rng(14)
+  agent = _agent(rng, actor_bc_weight=0.4, num_bc_steps=num_bc_steps)
+  batch = fx.random_batch(rng, B)
+  time_steps, actions, _ = fx.transition_parts(agent, batch)
+  got = agent.actor_loss(time_steps, actions)
+  kwargs = dict(alpha=np.exp(0.3), behaviour_cloning=bool(num_bc_steps),
+                bounds=_bounds(agent))
+  args = (_critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
+          agent.injected[cql._SEED_ACTOR])
+  want = ref.actor_loss(*args, bc_weight=0.4, **kwargs)
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+  if not num_bc_steps:  # The term is really there: it differs from the plain loss.
+    assert abs(want - ref.actor_loss(*args, **kwargs)) > 1e-3
+
+
 def test_sac_alpha_loss_matches_numpy():
   rng = np.random.default_rng(5)
   agent = _agent(rng)
