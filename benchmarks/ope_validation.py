@@ -11,7 +11,9 @@ logged, at every checkpoint: `benchmarks.quality --save_every_eval`) this runs
              estimator chooses;
   selected − last   the chosen checkpoint's real score minus the last checkpoint's;
 
-and writes `ope_validation[_tag].json` and `.md` (per run, then the mean per dataset and over
+each under two rules (`select.choose`): margin 0, the best estimate, and the margin of
+`cql_sac_select --keep_last_margin` (default `select.KEEP_LAST_MARGIN`), which keeps the last
+checkpoint unless the best estimate beats its own by more than that fraction; and writes `ope_validation[_tag].json` and `.md` (per run, then the mean per dataset and over
 all runs) under --output_dir.
 
     python -m benchmarks.ope_validation --output_dir=benchmarks/results \
@@ -35,12 +37,14 @@ from cql_sac.run_record import read_run_record
 _REAL = 'real_normalized_score'
 
 
-def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str) -> Dict[str, float]:
+def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str,
+                     keep_last_margin: float = 0.0) -> Dict[str, float]:
   """Spearman, regret@1 and selected − last of one estimator over one run's checkpoints.
 
   Args:
     rows: `cql_sac.select` table rows (step, estimates, real_normalized_score).
     estimator: A key of `select.ESTIMATORS`.
+    keep_last_margin: The margin of `select.choose`.
 
   Returns:
     {'spearman', 'regret_at_1', 'selected_minus_last', 'selected_step', 'checkpoints'}:
@@ -55,7 +59,7 @@ def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str) -> Dict[s
             'selected_step': nan, 'checkpoints': len(usable)}
   estimates = np.array([sign * row[column] for row in usable])
   real = np.array([row[_REAL] for row in usable])
-  chosen = usable[int(np.argmax(estimates))]
+  chosen = select.choose(usable, estimator, keep_last_margin)
   last = max(usable, key=lambda row: row['step'])
   return {'spearman': float(stats.spearmanr(estimates, real).statistic),
           'regret_at_1': float(real.max() - chosen[_REAL]),
@@ -63,43 +67,49 @@ def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str) -> Dict[s
           'selected_step': int(chosen['step']), 'checkpoints': len(usable)}
 
 
-def validate(run_dirs: Sequence[str], fqe_steps: int) -> List[Dict[str, object]]:
-  """Selects in every run and scores every estimator; one dict per (run, estimator)."""
+def validate(run_dirs: Sequence[str], fqe_steps: int,
+             keep_last_margin: float) -> List[Dict[str, object]]:
+  """Selects in every run and scores every estimator under margin 0 and `keep_last_margin`;
+  one dict per (run, estimator, margin)."""
   results = []
   for run_dir in run_dirs:
     record = read_run_record(run_dir) or {}
     _, rows = select.select(run_dir, select.fqe_config(record, fqe_steps))
     for estimator in select.ESTIMATORS:
-      results.append({'run': run_dir, 'env_name': record.get('env_name', ''),
-                       'estimator': estimator, **estimator_scores(rows, estimator)})
+      for margin in (0.0, keep_last_margin):
+        results.append({'run': run_dir, 'env_name': record.get('env_name', ''),
+                         'estimator': estimator, 'margin': margin,
+                         **estimator_scores(rows, estimator, margin)})
   return results
 
 
 def mean_rows(results: Sequence[Dict[str, object]]) -> List[Dict[str, object]]:
-  """The mean of each measure per (dataset, estimator), and over all runs ('all')."""
+  """The mean of each measure per (dataset, estimator, margin), and over all runs ('all')."""
   groups = {}
   for result in results:
     for dataset in (result['env_name'], 'all'):
-      groups.setdefault((dataset, result['estimator']), []).append(result)
-  return [{'env_name': dataset, 'estimator': estimator, 'runs': len(group),
+      groups.setdefault((dataset, result['estimator'], result['margin']), []).append(result)
+  return [{'env_name': dataset, 'estimator': estimator, 'margin': margin, 'runs': len(group),
            **{measure: float(np.nanmean([r[measure] for r in group]))
               if any(np.isfinite(r[measure]) for r in group) else float('nan')
               for measure in ('spearman', 'regret_at_1', 'selected_minus_last')}}
-          for (dataset, estimator), group in groups.items()]
+          for (dataset, estimator, margin), group in groups.items()]
 
 
 def markdown(results, means) -> str:
   """The per-run table and the means table, in Markdown."""
-  lines = ['| run | estimator | checkpoints | Spearman | regret@1 | selected − last | selected step |',
-           '|---|---|---:|---:|---:|---:|---:|']
+  lines = ['| run | estimator | margin | checkpoints | Spearman | regret@1 | selected − last '
+           '| selected step |', '|---|---|---:|---:|---:|---:|---:|---:|']
   for r in results:
-    lines.append(f"| {r['run']} | {r['estimator']} | {r['checkpoints']} | {r['spearman']:.2f} "
+    lines.append(f"| {r['run']} | {r['estimator']} | {r['margin']:g} | {r['checkpoints']} "
+                 f"| {r['spearman']:.2f} "
                  f"| {r['regret_at_1']:.1f} | {r['selected_minus_last']:+.1f} "
                  f"| {r['selected_step']} |")
-  lines += ['', '| dataset | estimator | runs | mean Spearman | mean regret@1 '
-            '| mean selected − last |', '|---|---|---:|---:|---:|---:|']
+  lines += ['', '| dataset | estimator | margin | runs | mean Spearman | mean regret@1 '
+            '| mean selected − last |', '|---|---|---:|---:|---:|---:|---:|']
   for m in means:
-    lines.append(f"| {m['env_name']} | {m['estimator']} | {m['runs']} | {m['spearman']:.2f} "
+    lines.append(f"| {m['env_name']} | {m['estimator']} | {m['margin']:g} | {m['runs']} "
+                 f"| {m['spearman']:.2f} "
                  f"| {m['regret_at_1']:.1f} | {m['selected_minus_last']:+.1f} |")
   return '\n'.join(lines) + '\n'
 
@@ -111,7 +121,7 @@ def main(argv: Sequence[str]) -> None:
                      if os.path.isdir(path)})
   if not run_dirs:
     raise app.UsageError(f'--runs={args.runs} matches no directory.')
-  results = validate(run_dirs, args.fqe_steps)
+  results = validate(run_dirs, args.fqe_steps, args.keep_last_margin)
   means = mean_rows(results)
   os.makedirs(args.output_dir, exist_ok=True)
   stem = os.path.join(args.output_dir, 'ope_validation' + (f'_{args.tag}' if args.tag else ''))
@@ -126,6 +136,9 @@ if __name__ == '__main__':
   flags.DEFINE_list('runs', None, 'Glob patterns of run directories.', required=True)
   flags.DEFINE_integer('fqe_steps', 100000, 'FQE steps per checkpoint (cql_sac_select\'s '
                        '--fqe_steps).')
+  flags.DEFINE_float('keep_last_margin', select.KEEP_LAST_MARGIN, 'The margin rule scored '
+                     'beside the best estimate (cql_sac_select\'s --keep_last_margin).',
+                     lower_bound=0.0)
   flags.DEFINE_string('output_dir', 'benchmarks/results', 'Where the tables go.')
   flags.DEFINE_string('tag', '', 'Suffix of the output file names.')
   app.run(main)

@@ -20,7 +20,8 @@ steps) this computes offline estimates of its quality from the run's dataset
 
 next to the real evaluation the run logged at the step (eval/). It writes root_dir/selection/
 (estimates.json, estimates.csv, estimates.png, TensorBoard scalars under ope/), prints the
-chosen step and copies that policy to root_dir/policies/selected_policy, which
+chosen step (the best estimate, or the last checkpoint when the best beats the last's by no
+more than --keep_last_margin, 10% by default) and copies that policy to root_dir/policies/selected_policy, which
 `cql_sac_eval --policy_dir=<root_dir>/policies/selected_policy` runs. Rerunning reuses the
 estimates already computed with the same settings.
 """
@@ -72,6 +73,9 @@ ESTIMATORS = {'fqe': 'fqe_value', 'critic_value': 'critic_value',
 COLUMNS = ('step', 'fqe_value', 'fqe_return', 'fqe_normalized_score', 'fqe_td_loss',
            'critic_value', 'critic_td_error', 'real_return', 'real_normalized_score',
            'seconds')
+# `choose`'s default margin, set on the hopper-medium and medium-replay validation runs
+# (docs/selection.md) before the halfcheetah-medium runs that check it.
+KEEP_LAST_MARGIN = 0.1
 _CHECKPOINT_PATTERN = re.compile(r'policy_checkpoint_(\d+)$')
 _ACTION_BATCH = 16384
 
@@ -286,8 +290,20 @@ def real_returns(root_dir: str) -> Dict[int, Dict[str, float]]:
       step, float('nan'))} for step in returns}
 
 
-def choose(rows: Sequence[Dict[str, float]], estimator: str) -> Dict[str, float]:
-  """The row whose estimate is best: the largest value (the smallest TD error).
+def choose(rows: Sequence[Dict[str, float]], estimator: str,
+           keep_last_margin: float = 0.0) -> Dict[str, float]:
+  """The row whose estimate is best (the largest value, the smallest TD error), unless that
+  beats the last checkpoint's estimate by no more than `keep_last_margin`·|last's|: then the
+  last checkpoint's row.
+
+  The margin keeps the last policy when the estimates do not separate the checkpoints (on
+  hopper-medium FQE's estimates spanned 213-241 while the real returns spanned 178-1,814:
+  docs/selection.md).
+
+  Args:
+    rows: Table rows with 'step' and the estimator's column.
+    estimator: A key of `ESTIMATORS`.
+    keep_last_margin: Fraction >= 0 of the last checkpoint's |estimate|; 0: plain argmax.
 
   Raises:
     SelectionError: If no row has the estimate (the critics' need train checkpoints).
@@ -299,7 +315,10 @@ def choose(rows: Sequence[Dict[str, float]], estimator: str) -> Dict[str, float]
                          'root_dir/train/checkpoints at the policies\' steps (raise '
                          'train_eval.max_checkpoints_to_keep); or pass --estimator=fqe.')
   sign = -1.0 if estimator == 'critic_td_error' else 1.0
-  return max(rows, key=lambda row: sign * row[column])
+  best = max(rows, key=lambda row: sign * row[column])
+  last = max(rows, key=lambda row: row['step'])
+  gain = sign * (best[column] - last[column])
+  return best if gain > keep_last_margin * abs(last[column]) else last
 
 
 def _write_table(selection_dir: str, settings: dict, rows: List[Dict[str, float]]) -> None:
@@ -365,13 +384,15 @@ def export_selected(root_dir: str, saved: SavedPolicies, step: int) -> str:
 
 
 @holding_run_lock('cql_sac_select')  # Not while a training run writes root_dir.
-def select(root_dir: str, config: ope.FqeConfig, estimator: str = 'fqe'):
+def select(root_dir: str, config: ope.FqeConfig, estimator: str = 'fqe',
+           keep_last_margin: float = 0.0):
   """Estimates every saved policy, writes root_dir/selection/, exports the chosen one.
 
   Args:
     root_dir: A `cql_sac_train_eval` run's directory.
     config: The FQE settings.
     estimator: A key of `ESTIMATORS`, the rule that chooses.
+    keep_last_margin: `choose`'s margin: a fraction of the last checkpoint's |estimate|.
 
   Returns:
     (the chosen row, all rows by step).
@@ -408,7 +429,7 @@ def select(root_dir: str, config: ope.FqeConfig, estimator: str = 'fqe'):
     rows.append(row)
     _write_table(selection_dir, settings, rows)  # After each checkpoint: a rerun resumes.
   writer.close()
-  chosen = choose(rows, estimator)
+  chosen = choose(rows, estimator, keep_last_margin)
   plot(rows, chosen['step'], f'{data.record["env_name"]}: offline estimates and real returns',
        os.path.join(selection_dir, 'estimates.png'))
   export_selected(root_dir, saved, chosen['step'])
@@ -442,7 +463,7 @@ def main(argv: Sequence[str]) -> None:
              'integer widths, e.g. --fqe_layers=256,256,256.')
   config = fqe_config(record, args.fqe_steps, args.fqe_batch_size, layers, args.fqe_seed)
   try:
-    chosen, _ = select(args.root_dir, config, args.estimator)
+    chosen, _ = select(args.root_dir, config, args.estimator, args.keep_last_margin)
   except (SelectionError, RunDirectoryError) as e:
     sys.exit(f'cql_sac_select: error: {e}')
   column = ESTIMATORS[args.estimator]
@@ -458,6 +479,9 @@ def run() -> None:
   flags.DEFINE_enum('estimator', 'fqe', list(ESTIMATORS), 'The estimate that chooses: fqe '
                     '(Fitted Q Evaluation), critic_value (the run\'s critics\' Q(s0, μ(s0))) or '
                     'critic_td_error (their TD error on held-out episodes, lowest wins).')
+  flags.DEFINE_float('keep_last_margin', KEEP_LAST_MARGIN, 'Keep the last checkpoint unless '
+                     'the best estimate beats its estimate by more than this fraction of it '
+                     '(0: choose the best estimate).', lower_bound=0.0)
   flags.DEFINE_integer('fqe_steps', 100000, 'TD steps of Fitted Q Evaluation per checkpoint.',
                        lower_bound=1)
   flags.DEFINE_integer('fqe_batch_size', None, 'FQE batch size (default: the run\'s).',

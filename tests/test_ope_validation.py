@@ -27,6 +27,16 @@ def test_fqe_measures():
   assert scores['selected_minus_last'] == pytest.approx(0.0)
 
 
+def test_margin_keeps_the_last_checkpoint_unless_the_best_beats_it_by_more():
+  # FQE's best, 4.0, is the last: any margin keeps it. The lowest TD error, 0.1, beats the
+  # last's 0.2 by 0.1 = 50% of it: kept under margin 0.4, not under 0.6.
+  assert ope_validation.estimator_scores(ROWS, 'fqe', 0.5)['selected_step'] == 40
+  assert ope_validation.estimator_scores(ROWS, 'critic_td_error', 0.4)['selected_step'] == 20
+  scores = ope_validation.estimator_scores(ROWS, 'critic_td_error', 0.6)
+  assert scores['selected_step'] == 40 and scores['selected_minus_last'] == 0.0
+  assert scores['regret_at_1'] == pytest.approx(50.0 - 30.0)
+
+
 def test_td_error_chooses_its_lowest_and_a_missing_estimate_gives_nan():
   scores = ope_validation.estimator_scores(ROWS, 'critic_td_error')
   assert scores['selected_step'] == 20 and scores['regret_at_1'] == 0.0
@@ -36,10 +46,10 @@ def test_td_error_chooses_its_lowest_and_a_missing_estimate_gives_nan():
 
 
 def test_means_per_dataset_and_over_all_runs():
-  results = [{'env_name': 'a', 'estimator': 'fqe', 'spearman': 0.2, 'regret_at_1': 1.0,
-              'selected_minus_last': 2.0},
-             {'env_name': 'b', 'estimator': 'fqe', 'spearman': 0.6, 'regret_at_1': NAN,
-              'selected_minus_last': 4.0}]
+  results = [{'env_name': 'a', 'estimator': 'fqe', 'margin': 0.1, 'spearman': 0.2,
+              'regret_at_1': 1.0, 'selected_minus_last': 2.0},
+             {'env_name': 'b', 'estimator': 'fqe', 'margin': 0.1, 'spearman': 0.6,
+              'regret_at_1': NAN, 'selected_minus_last': 4.0}]
   means = {row['env_name']: row for row in ope_validation.mean_rows(results)}
   assert means['all']['spearman'] == pytest.approx(0.4) and means['all']['runs'] == 2
   assert means['all']['regret_at_1'] == pytest.approx(1.0)

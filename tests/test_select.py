@@ -71,7 +71,9 @@ def test_select_end_to_end(tiny_run, tmp_path):
     for column in ('fqe_value', 'fqe_return', 'fqe_normalized_score', 'critic_value',
                    'critic_td_error'):
       assert np.isfinite(row[column]), column
-  assert chosen_step == max(rows, key=lambda row: row['fqe_value'])['step']
+  best, last = max(rows, key=lambda row: row['fqe_value']), rows[-1]
+  keeps_last = best['fqe_value'] - last['fqe_value'] <= 0.1 * abs(last['fqe_value'])
+  assert chosen_step == (last if keeps_last else best)['step']  # The default margin, 10%.
   assert os.path.getsize(os.path.join(selection_dir, 'estimates.png')) > 0
   with open(os.path.join(selection_dir, 'estimates.csv')) as f:
     assert len(f.read().strip().splitlines()) == 4
@@ -88,7 +90,7 @@ def test_select_end_to_end(tiny_run, tmp_path):
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(select, 'estimate', no_second_estimate)
     chosen, again = select.select(tiny_run, ope.FqeConfig(
-        num_steps=300, batch_size=16, hidden_layers=(16, 16)))
+        num_steps=300, batch_size=16, hidden_layers=(16, 16)), keep_last_margin=0.1)
   assert [row['fqe_value'] for row in again] == [row['fqe_value'] for row in rows]
   assert chosen['step'] == chosen_step
 
