@@ -13,8 +13,9 @@ logged, at every checkpoint: `benchmarks.quality --save_every_eval`) this runs
 
 each under two rules (`select.choose`): margin 0, the best estimate, and the margin of
 `cql_sac_select --keep_last_margin` (default `select.KEEP_LAST_MARGIN`), which keeps the last
-checkpoint unless the best estimate beats its own by more than that fraction; and writes `ope_validation[_tag].json` and `.md` (per run, then the mean per dataset and over
-all runs) under --output_dir.
+checkpoint unless the best estimate beats its own by more than that fraction; and writes
+`ope_validation[_tag].json` and `.md` (per run, then the mean per dataset and over all runs)
+under --output_dir.
 
     python -m benchmarks.ope_validation --output_dir=benchmarks/results \
         --runs='runs/quality/hopper_reduced_100000_ope/*/cql/seed*'

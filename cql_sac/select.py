@@ -21,7 +21,8 @@ steps) this computes offline estimates of its quality from the run's dataset
 next to the real evaluation the run logged at the step (eval/). It writes root_dir/selection/
 (estimates.json, estimates.csv, estimates.png, TensorBoard scalars under ope/), prints the
 chosen step (the best estimate, or the last checkpoint when the best beats the last's by no
-more than --keep_last_margin, 10% by default) and copies that policy to root_dir/policies/selected_policy, which
+more than --keep_last_margin, 10% by default) and copies that policy to
+root_dir/policies/selected_policy, which
 `cql_sac_eval --policy_dir=<root_dir>/policies/selected_policy` runs. Rerunning reuses the
 estimates already computed with the same settings.
 """

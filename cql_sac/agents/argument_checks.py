@@ -38,7 +38,8 @@ def check_cql_sac_arguments(action_spec, critic_network, actor_network, cql_alph
       `cql_alpha <= 0` with `use_lagrange_cql_alpha`, if `log_cql_alpha_clipping` is not
       (min, max) with min <= max, if `cql_clip_diff_min > cql_clip_diff_max`,
       `num_critics < 2`, `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1],
-      `actor_bc_weight` negative or not a number, or if the actor is recurrent (has a non-empty `state_spec`) and the critic is not.
+      `actor_bc_weight` negative or not a number, or if the actor is recurrent (has a
+      non-empty `state_spec`) and the critic is not.
   """
   if not cql_clip_diff_min <= cql_clip_diff_max:
     raise ValueError(

@@ -919,7 +919,7 @@ class CqlSacAgent(sac_agent.SacAgent):
 
       BC (train step < num_bc_steps): E_B[α·log π(a|s) − log π(a_data|s)]
       otherwise (SAC):                E_B[α·log π(a|s) − min_k Q_k(s, a)]
-                                      + β·sg(E_B|min_k Q_k(s, a)|)·E_B[mean_A (ā(s) − a_data)²]
+                                  + β·sg(E_B|min_k Q_k(s, a)|)·E_B[mean_A (ā(s) − a_data)²]
 
     with a ~ π(·|s) reparameterized, ā(s) the greedy action (the mode), α and the
     critics held fixed (CQL paper Appendix F, "policy_eval_start"; Haarnoja et al.
