@@ -77,7 +77,7 @@ def validate(run_dirs: Sequence[str], fqe_steps: int,
     record = read_run_record(run_dir) or {}
     _, rows = select.select(run_dir, select.fqe_config(record, fqe_steps))
     for estimator in select.ESTIMATORS:
-      for margin in (0.0, keep_last_margin):
+      for margin in dict.fromkeys((0.0, keep_last_margin)):  # Once each if equal.
         results.append({'run': run_dir, 'env_name': record.get('env_name', ''),
                          'estimator': estimator, 'margin': margin,
                          **estimator_scores(rows, estimator, margin)})
