@@ -52,13 +52,12 @@ def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str,
     NaN where fewer than 2 checkpoints have both the estimate and a real score.
   """
   column = select.ESTIMATORS[estimator]
-  sign = -1.0 if estimator == 'critic_td_error' else 1.0
   usable = [row for row in rows if np.isfinite(row[column]) and np.isfinite(row[_REAL])]
   nan = float('nan')
   if len(usable) < 2:
     return {'spearman': nan, 'regret_at_1': nan, 'selected_minus_last': nan,
             'selected_step': nan, 'checkpoints': len(usable)}
-  estimates = np.array([sign * row[column] for row in usable])
+  estimates = np.array([select.score(row, estimator) for row in usable])
   real = np.array([row[_REAL] for row in usable])
   chosen = select.choose(usable, estimator, keep_last_margin)
   last = max(usable, key=lambda row: row['step'])

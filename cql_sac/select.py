@@ -291,6 +291,21 @@ def real_returns(root_dir: str) -> Dict[int, Dict[str, float]]:
       step, float('nan'))} for step in returns}
 
 
+def score(row: Dict[str, float], estimator: str) -> float:
+  """A row's estimate oriented so that larger is better: the estimator's column, negated for
+  critic_td_error (the lower the TD error, the better the policy).
+
+  Args:
+    row: A table row with the estimator's column (float; NaN where not computed).
+    estimator: A key of `ESTIMATORS`.
+
+  Raises:
+    KeyError: For an estimator not in `ESTIMATORS`.
+  """
+  value = row[ESTIMATORS[estimator]]
+  return -value if estimator == 'critic_td_error' else value
+
+
 def choose(rows: Sequence[Dict[str, float]], estimator: str,
            keep_last_margin: float = 0.0) -> Dict[str, float]:
   """The row whose estimate is best (the largest value, the smallest TD error), unless that
@@ -315,10 +330,9 @@ def choose(rows: Sequence[Dict[str, float]], estimator: str,
     raise SelectionError(f'No checkpoint has a {column} estimate: the critics\' estimates need '
                          'root_dir/train/checkpoints at the policies\' steps (raise '
                          'train_eval.max_checkpoints_to_keep); or pass --estimator=fqe.')
-  sign = -1.0 if estimator == 'critic_td_error' else 1.0
-  best = max(rows, key=lambda row: sign * row[column])
+  best = max(rows, key=lambda row: score(row, estimator))
   last = max(rows, key=lambda row: row['step'])
-  gain = sign * (best[column] - last[column])
+  gain = score(best, estimator) - score(last, estimator)
   return best if gain > keep_last_margin * abs(last[column]) else last
 
 
