@@ -45,7 +45,8 @@ qf_lr 3e-4, orthogonal_init, normalize states, no reward normalization, buffer_s
 
   TrainConfig field   value                  why
   device              cpu                    no GPU here
-  seed                0 .. --num_seeds - 1   one run per seed
+  seed                --first_seed (0) ..    one run per seed
+                      + --num_seeds - 1
   max_timesteps       --num_steps (100,000)  the reduced protocol's length
   eval_freq           --eval_interval (10,000)
   n_episodes          --eval_episodes (10)
@@ -955,9 +956,9 @@ def run_reference(args: argparse.Namespace) -> str:
     raise CorlReferenceError(
         f'--corl_python={args.corl_python!r} does not exist: python3 -m venv .venv-corl && '
         ".venv-corl/bin/pip install torch numpy 'gymnasium[mujoco]==1.4.*' pyrallis")
-  if args.width < 1 or args.num_seeds < 1:
-    raise CorlReferenceError(f'--width and --num_seeds must be positive, got {args.width} and '
-                             f'{args.num_seeds}.')
+  if args.width < 1 or args.num_seeds < 1 or args.first_seed < 0:
+    raise CorlReferenceError(f'--width and --num_seeds must be positive and --first_seed >= 0, '
+                             f'got {args.width}, {args.num_seeds} and {args.first_seed}.')
   env_name = f'{args.env}-{args.dataset}-v2'
   dataset_dir = os.path.join(args.data_dir, env_name)
   if not os.path.isdir(dataset_dir):
@@ -972,7 +973,7 @@ def run_reference(args: argparse.Namespace) -> str:
   print(f'{env_name}: {meta["num_transitions"]:,} transitions ({meta["num_terminals"]:,} '
         f'terminal, {meta["num_timeouts"]:,} timeouts) -> {npz_path}')
   results = {}
-  for seed in range(args.num_seeds):
+  for seed in range(args.first_seed, args.first_seed + args.num_seeds):
     overrides = config_overrides(fields, seed, args.num_steps, args.eval_interval,
                                  args.eval_episodes, args.batch_size, args.set)
     spec = run_spec(script, config, overrides, args.width, meta, npz_path,
@@ -1003,7 +1004,11 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--data_dir', help='Holds <env>-<dataset>-v2/ RLDS directories.')
   parser.add_argument('--env', choices=ENVS, default='hopper')
   parser.add_argument('--dataset', choices=DATASETS, default='medium-replay')
-  parser.add_argument('--num_seeds', type=int, default=3, help='Seeds 0..N-1.')
+  parser.add_argument('--num_seeds', type=int, default=3,
+                      help='Seeds first_seed .. first_seed + N - 1.')
+  parser.add_argument('--first_seed', type=int, default=0,
+                      help='The first seed; finished seeds are reused by a later call that '
+                      'names them all (so seeds can run in parallel processes).')
   parser.add_argument('--num_steps', type=int, default=100000, help='max_timesteps.')
   parser.add_argument('--eval_interval', type=int, default=10000, help='eval_freq.')
   parser.add_argument('--eval_episodes', type=int, default=10, help='n_episodes.')

@@ -369,6 +369,14 @@ def test_end_to_end_writes_quality_layout_and_stability_table(recorded, fake_cor
   mtime = os.path.getmtime(log)
   cr.run_reference(args)
   assert os.path.getmtime(log) == mtime
+  # --first_seed starts the range later: seed 1 alone, reused, in the table.
+  log1 = log.parent.parent / 'seed1' / 'corl.log'
+  mtime1 = os.path.getmtime(log1)
+  cr.run_reference(cr._parser().parse_args(  # pylint: disable=protected-access
+      argv + ['--first_seed', '1', '--num_seeds', '1']))
+  assert os.path.getmtime(log1) == mtime1
+  with open(tmp_path / 'out' / 'corl_hopper_random_0.02k.json') as f:
+    assert sorted(json.load(f)['curves']['random'][cr.ALGORITHM]) == ['1']
   with open(fake_corl / cr.CORL_SCRIPT, 'a') as f:
     f.write('# edited\n')
   with pytest.raises(cr.CorlReferenceError, match='is modified'):
