@@ -320,7 +320,9 @@ def export_dataset(dataset_dir: str, env_name: str, output_path: str) -> Dict[st
       'timeouts': episode_ends & ~terminals,
   }
   os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-  np.savez(output_path, **arrays)
+  partial = f'{output_path}.{os.getpid()}.partial.npz'  # Parallel seeds export it too.
+  np.savez(partial, **arrays)
+  os.replace(partial, output_path)
   return {
       'env_name': env_name, 'dataset_dir': os.path.abspath(dataset_dir),
       'gym_env_id': info.gym_env_id, 'max_episode_steps': info.max_episode_steps,
