@@ -49,10 +49,10 @@ def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str,
 
   Returns:
     {'spearman', 'regret_at_1', 'selected_minus_last', 'selected_step', 'checkpoints'}:
-    NaN where fewer than 2 checkpoints have both the estimate and a real score.
+    NaN where fewer than 2 checkpoints have both a usable estimate (`select.usable_rows`:
+    FQE's diverged ones are left out) and a real score.
   """
-  column = select.ESTIMATORS[estimator]
-  usable = [row for row in rows if np.isfinite(row[column]) and np.isfinite(row[_REAL])]
+  usable = [row for row in select.usable_rows(rows, estimator) if np.isfinite(row[_REAL])]
   nan = float('nan')
   if len(usable) < 2:
     return {'spearman': nan, 'regret_at_1': nan, 'selected_minus_last': nan,

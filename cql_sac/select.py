@@ -77,6 +77,9 @@ COLUMNS = ('step', 'fqe_value', 'fqe_return', 'fqe_normalized_score', 'fqe_td_lo
 # `choose`'s default margin, set on the hopper-medium and medium-replay validation runs
 # (docs/selection.md) before the halfcheetah-medium runs that check it.
 KEEP_LAST_MARGIN = 0.1
+# A checkpoint's FQE has diverged when its final TD loss exceeds this multiple of the median
+# over the run's checkpoints (`usable_rows`; docs/selection.md, walker2d-medium-replay).
+FQE_DIVERGED_TD_LOSS_RATIO = 10.0
 _CHECKPOINT_PATTERN = re.compile(r'policy_checkpoint_(\d+)$')
 _ACTION_BATCH = 16384
 
@@ -306,11 +309,49 @@ def score(row: Dict[str, float], estimator: str) -> float:
   return -value if estimator == 'critic_td_error' else value
 
 
+def fqe_diverged(rows: Sequence[Dict[str, float]]) -> List[int]:
+  """The steps whose FQE diverged: final TD loss ('fqe_td_loss', squared reward units) above
+  `FQE_DIVERGED_TD_LOSS_RATIO` × the median over the rows that have one.
+
+  On walker2d-medium-replay FQE of 4 early checkpoints out of 30 ended with a TD loss 50 to
+  10^14 times the others' (whose spread was 2-7x), and values from 367 to -1.2e8 against about
+  200 elsewhere; plain argmax chose two of them. With fewer than 3 such rows the median says
+  nothing: none is flagged.
+
+  Args:
+    rows: Table rows with 'step' and, where FQE ran, 'fqe_td_loss' (float; NaN or absent
+      where not).
+
+  Returns:
+    The flagged steps, ascending.
+  """
+  losses = {int(row['step']): row['fqe_td_loss'] for row in rows
+            if np.isfinite(row.get('fqe_td_loss', float('nan')))}
+  if len(losses) < 3:
+    return []
+  limit = FQE_DIVERGED_TD_LOSS_RATIO * float(np.median(list(losses.values())))
+  return sorted(step for step, loss in losses.items() if loss > limit)
+
+
+def usable_rows(rows: Sequence[Dict[str, float]], estimator: str) -> List[Dict[str, float]]:
+  """The rows whose estimate can be trusted to choose: a finite value, and for FQE not a
+  diverged one (`fqe_diverged`).
+
+  Args:
+    rows: Table rows with 'step' and the estimator's column.
+    estimator: A key of `ESTIMATORS`.
+  """
+  column = ESTIMATORS[estimator]
+  diverged = set(fqe_diverged(rows)) if estimator == 'fqe' else set()
+  return [row for row in rows
+          if np.isfinite(row[column]) and int(row['step']) not in diverged]
+
+
 def choose(rows: Sequence[Dict[str, float]], estimator: str,
            keep_last_margin: float = 0.0) -> Dict[str, float]:
   """The row whose estimate is best (the largest value, the smallest TD error), unless that
   beats the last checkpoint's estimate by no more than `keep_last_margin`·|last's|: then the
-  last checkpoint's row.
+  last checkpoint's row. Only `usable_rows` take part (for FQE: not a diverged one).
 
   The margin keeps the last policy when the estimates do not separate the checkpoints (on
   hopper-medium FQE's estimates spanned 213-241 while the real returns spanned 178-1,814:
@@ -322,14 +363,15 @@ def choose(rows: Sequence[Dict[str, float]], estimator: str,
     keep_last_margin: Fraction >= 0 of the last checkpoint's |estimate|; 0: plain argmax.
 
   Raises:
-    SelectionError: If no row has the estimate (the critics' need train checkpoints).
+    SelectionError: If no row has a usable estimate (the critics' need train checkpoints).
   """
   column = ESTIMATORS[estimator]
-  rows = [row for row in rows if np.isfinite(row[column])]
+  rows = usable_rows(rows, estimator)
   if not rows:
-    raise SelectionError(f'No checkpoint has a {column} estimate: the critics\' estimates need '
-                         'root_dir/train/checkpoints at the policies\' steps (raise '
-                         'train_eval.max_checkpoints_to_keep); or pass --estimator=fqe.')
+    raise SelectionError(f'No checkpoint has a usable {column} estimate: the critics\' '
+                         'estimates need root_dir/train/checkpoints at the policies\' steps '
+                         '(raise train_eval.max_checkpoints_to_keep), FQE one that did not '
+                         'diverge (raise --fqe_steps); or pass another --estimator.')
   best = max(rows, key=lambda row: score(row, estimator))
   last = max(rows, key=lambda row: row['step'])
   gain = score(best, estimator) - score(last, estimator)
@@ -478,9 +520,13 @@ def main(argv: Sequence[str]) -> None:
              'integer widths, e.g. --fqe_layers=256,256,256.')
   config = fqe_config(record, args.fqe_steps, args.fqe_batch_size, layers, args.fqe_seed)
   try:
-    chosen, _ = select(args.root_dir, config, args.estimator, args.keep_last_margin)
+    chosen, rows = select(args.root_dir, config, args.estimator, args.keep_last_margin)
   except (SelectionError, RunDirectoryError) as e:
     sys.exit(f'cql_sac_select: error: {e}')
+  diverged = fqe_diverged(rows)
+  if diverged and args.estimator == 'fqe':
+    logging.warning('FQE diverged at steps %s (TD loss above %g times the median): not '
+                    'chosen.', ', '.join(map(str, diverged)), FQE_DIVERGED_TD_LOSS_RATIO)
   column = ESTIMATORS[args.estimator]
   print(f'selected step {chosen["step"]} ({column} {chosen[column]:.4g}, real normalized '
         f'score {chosen["real_normalized_score"]:.1f}): '

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from benchmarks import ope_validation
+from cql_sac import select
 
 NAN = float('nan')
 
@@ -43,6 +44,28 @@ def test_td_error_chooses_its_lowest_and_a_missing_estimate_gives_nan():
   assert scores['selected_minus_last'] == pytest.approx(20.0)
   assert scores['spearman'] == pytest.approx(0.8)  # -TD ranks 1, 4, 2, 3 vs 1, 4, 3, 2.
   assert math.isnan(ope_validation.estimator_scores(ROWS, 'critic_value')['spearman'])
+
+
+def test_a_diverged_fqe_is_flagged_and_never_chosen():
+  # TD losses 40, 60, 50, 5000, 45: median 50, limit 500; step 40's 5000 diverged (its value
+  # 900 is the largest and would win plain argmax and the margin rule).
+  losses = (40.0, 60.0, 50.0, 5000.0, 45.0)
+  values = (100.0, 300.0, 200.0, 900.0, 150.0)
+  reals = (10.0, 40.0, 20.0, 5.0, 15.0)
+  rows = [dict(_row(10 * (k + 1), value, NAN, real), fqe_td_loss=loss)
+          for k, (value, loss, real) in enumerate(zip(values, losses, reals))]
+  assert select.fqe_diverged(rows) == [40]
+  assert [row['step'] for row in select.usable_rows(rows, 'fqe')] == [10, 20, 30, 50]
+  assert select.choose(rows, 'fqe')['step'] == 20
+  scores = ope_validation.estimator_scores(rows, 'fqe', 0.1)
+  assert scores['checkpoints'] == 4 and scores['selected_step'] == 20
+  assert scores['regret_at_1'] == 0.0 and scores['selected_minus_last'] == pytest.approx(25.0)
+  assert scores['spearman'] == pytest.approx(1.0)  # 100, 300, 200, 150 vs 10, 40, 20, 15.
+  # Below 3 TD losses the median says nothing; other estimators ignore the TD loss.
+  assert select.fqe_diverged(rows[2:4]) == []
+  assert len(select.usable_rows(rows, 'critic_td_error')) == 0  # NaN TD errors.
+  with pytest.raises(select.SelectionError, match='usable critic_value'):
+    select.choose(rows, 'critic_value')
 
 
 def test_means_per_dataset_and_over_all_runs():
