@@ -48,7 +48,8 @@ def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str,
     keep_last_margin: The margin of `select.choose`.
 
   Returns:
-    {'spearman', 'regret_at_1', 'selected_minus_last', 'selected_step', 'checkpoints'}:
+    {'spearman', 'regret_at_1', 'selected_minus_last', 'selected_step', 'checkpoints'}, the
+    best and the last real score taken over every checkpoint with one (diverged included):
     NaN where fewer than 2 checkpoints have both a usable estimate (`select.usable_rows`:
     FQE's diverged ones are left out) and a real score.
   """
@@ -60,9 +61,10 @@ def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str,
   estimates = np.array([select.score(row, estimator) for row in usable])
   real = np.array([row[_REAL] for row in usable])
   chosen = select.choose(usable, estimator, keep_last_margin)
-  last = max(usable, key=lambda row: row['step'])
+  scored = [row for row in rows if np.isfinite(row[_REAL])]  # Left-out checkpoints too.
+  last = max(scored, key=lambda row: row['step'])
   return {'spearman': float(stats.spearmanr(estimates, real).statistic),
-          'regret_at_1': float(real.max() - chosen[_REAL]),
+          'regret_at_1': float(max(row[_REAL] for row in scored) - chosen[_REAL]),
           'selected_minus_last': float(chosen[_REAL] - last[_REAL]),
           'selected_step': int(chosen['step']), 'checkpoints': len(usable)}
 
