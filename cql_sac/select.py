@@ -314,9 +314,10 @@ def fqe_diverged(rows: Sequence[Dict[str, float]]) -> List[int]:
   `FQE_DIVERGED_TD_LOSS_RATIO` × the median over the rows that have one.
 
   On walker2d-medium-replay FQE of 4 early checkpoints out of 30 ended with a TD loss 50 to
-  10^14 times the others' (whose spread was 2-7x), and values from 367 to -1.2e8 against about
-  200 elsewhere; plain argmax chose two of them. With fewer than 3 such rows the median says
-  nothing: none is flagged.
+  10^14 times the median of the others (whose spread was 2-7x) and values of 593, 367, -7,883
+  and -1.2e8 against 115-260 elsewhere; plain argmax chose the first two. Fewer than half the
+  rows can be flagged (the rest lie at or below the median). With fewer than 3 rows the
+  median says nothing: none is flagged.
 
   Args:
     rows: Table rows with 'step' and, where FQE ran, 'fqe_td_loss' (float; NaN or absent
@@ -368,10 +369,9 @@ def choose(rows: Sequence[Dict[str, float]], estimator: str,
   column = ESTIMATORS[estimator]
   rows = usable_rows(rows, estimator)
   if not rows:
-    raise SelectionError(f'No checkpoint has a usable {column} estimate: the critics\' '
-                         'estimates need root_dir/train/checkpoints at the policies\' steps '
-                         '(raise train_eval.max_checkpoints_to_keep), FQE one that did not '
-                         'diverge (raise --fqe_steps); or pass another --estimator.')
+    raise SelectionError(f'No checkpoint has a {column} estimate: the critics\' estimates need '
+                         'root_dir/train/checkpoints at the policies\' steps (raise '
+                         'train_eval.max_checkpoints_to_keep); or pass --estimator=fqe.')
   best = max(rows, key=lambda row: score(row, estimator))
   last = max(rows, key=lambda row: row['step'])
   gain = score(best, estimator) - score(last, estimator)
