@@ -315,7 +315,7 @@ def fqe_diverged(rows: Sequence[Dict[str, float]]) -> List[int]:
 
   On walker2d-medium-replay FQE of 4 early checkpoints out of 30 ended with a TD loss 50 to
   10^14 times the median of the others (whose spread was 2-7x) and values of 593, 367, -7,883
-  and -1.2e8 against 115-260 elsewhere; plain argmax chose the first two. Fewer than half the
+  and -1.2e8 against 115-260 elsewhere; plain argmax chose the first two. At most half the
   rows can be flagged (the rest lie at or below the median). With fewer than 3 rows the
   median says nothing: none is flagged.
 
