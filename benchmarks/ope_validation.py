@@ -53,15 +53,15 @@ def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str,
     NaN where fewer than 2 checkpoints have both a usable estimate (`select.usable_rows`:
     FQE's diverged ones are left out) and a real score.
   """
-  usable = [row for row in select.usable_rows(rows, estimator) if np.isfinite(row[_REAL])]
+  scored = [row for row in rows if np.isfinite(row[_REAL])]
+  usable = select.usable_rows(scored, estimator)  # Once: choose() filters the same way.
   nan = float('nan')
   if len(usable) < 2:
     return {'spearman': nan, 'regret_at_1': nan, 'selected_minus_last': nan,
             'selected_step': nan, 'checkpoints': len(usable)}
   estimates = np.array([select.score(row, estimator) for row in usable])
   real = np.array([row[_REAL] for row in usable])
-  chosen = select.choose(usable, estimator, keep_last_margin)
-  scored = [row for row in rows if np.isfinite(row[_REAL])]  # Left-out checkpoints too.
+  chosen = select.choose(scored, estimator, keep_last_margin)
   last = max(scored, key=lambda row: row['step'])
   return {'spearman': float(stats.spearmanr(estimates, real).statistic),
           'regret_at_1': float(max(row[_REAL] for row in scored) - chosen[_REAL]),
