@@ -519,6 +519,18 @@ def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name
     assert gin.query_parameter('train_eval.softmax_temperature') == temperature
 
 
+@pytest.mark.parametrize('recipe', ['corl/mujoco', 'jaxcql/mujoco', 'jrl/mujoco', 'corl/antmaze',
+                                    'jaxcql/antmaze', 'finetune/antmaze', 'cal_ql/antmaze',
+                                    'mujoco_medium_replay'])
+def test_anchor_recipes_weight_uniform_samples_by_their_density(recipe):
+  """CORL, JaxCQL, JRL and the Cal-QL authors all subtract log U(a) = -d log 2 from the uniform
+  samples' Q; tf_agents' formula (the agent's default) gives -d^2 log 2 for the environments'
+  per-dimension bounds, so every recipe that claims an anchor's CQL term must switch it."""
+  train_eval.parse_gin_config([os.path.join(REPO, 'configs', f'{recipe}.gin')], [])
+  assert gin.query_parameter(
+      'cql_sac.agents.cql_sac_agent.CqlSacAgent.per_dimension_uniform_log_density') is True
+
+
 @pytest.mark.parametrize('recipe', ['corl/mujoco', 'jaxcql/mujoco', 'jrl/mujoco',
                                     'corl/antmaze', 'jaxcql/antmaze', 'mujoco_medium_replay'])
 @pytest.mark.slow
