@@ -520,8 +520,7 @@ def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name
 
 
 @pytest.mark.parametrize('recipe', ['corl/mujoco', 'jaxcql/mujoco', 'jrl/mujoco', 'corl/antmaze',
-                                    'jaxcql/antmaze', 'finetune/antmaze', 'cal_ql/antmaze',
-                                    'mujoco_medium_replay'])
+                                    'jaxcql/antmaze', 'finetune/antmaze', 'cal_ql/antmaze'])
 def test_anchor_recipes_weight_uniform_samples_by_their_density(recipe):
   """CORL, JaxCQL, JRL and the Cal-QL authors all subtract log U(a) = -d log 2 from the uniform
   samples' Q; tf_agents' formula (the agent's default) gives -d^2 log 2 for the environments'
@@ -529,6 +528,14 @@ def test_anchor_recipes_weight_uniform_samples_by_their_density(recipe):
   train_eval.parse_gin_config([os.path.join(REPO, 'configs', f'{recipe}.gin')], [])
   assert gin.query_parameter(
       'cql_sac.agents.cql_sac_agent.CqlSacAgent.per_dimension_uniform_log_density') is True
+
+
+def test_medium_replay_config_keeps_the_density_it_was_measured_with():
+  """configs/mujoco_medium_replay.gin includes corl/mujoco.gin but keeps tf_agents' density,
+  with which every number in its header was measured (CORL's ended lower on Hopper)."""
+  train_eval.parse_gin_config([os.path.join(REPO, 'configs', 'mujoco_medium_replay.gin')], [])
+  assert gin.query_parameter(
+      'cql_sac.agents.cql_sac_agent.CqlSacAgent.per_dimension_uniform_log_density') is False
 
 
 @pytest.mark.parametrize('recipe', ['corl/mujoco', 'jaxcql/mujoco', 'jrl/mujoco',
