@@ -35,6 +35,7 @@ fused multi-step learner draws exactly what single `train()` calls draw.
 
 from typing import NamedTuple, Optional, Tuple
 
+from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
@@ -381,6 +382,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._uniform_log_density = cql_math.uniform_log_density(
         action_spec.minimum, action_spec.maximum, action_spec.shape,
         per_dimension_uniform_log_density)
+    _warn_if_density_overcounts(action_spec, self._uniform_log_density)
     if random_seed is None:  # Drawn from TF's global generator (tf.random.set_seed).
       random_seed = tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int64)
     self._random_seed = tf.Variable(tf.cast(random_seed, tf.int64), trainable=False,
@@ -1200,3 +1202,27 @@ def _check_finite(loss: tf.Tensor, name: str) -> None:
   tf.debugging.check_numerics(
       loss, f'CqlSacAgent: {name} is NaN or inf. Check the dataset for NaN/inf '
       'rewards or observations, lower the learning rates, or normalize inputs.')
+
+
+def _warn_if_density_overcounts(action_spec, uniform_log_density: float) -> None:
+  """Logs one warning when tf_agents' log U(a) differs from the box's true log-density.
+
+  tf_agents' formula (`per_dimension_uniform_log_density = False`) is A times too
+  large for per-dimension bound arrays: −A²·log 2 nats instead of −A·log 2 for
+  [−1, 1]^A. The uniform samples then dominate the log-sum-exp and the policy's
+  own actions go nearly unpenalized (benchmarks/results/diagnosis_medium_replay.md,
+  session 14). The default stays tf_agents' for parity, so this only warns.
+
+  Args:
+    action_spec: The agent's `BoundedTensorSpec`, shape (A,).
+    uniform_log_density: log U(a) the agent uses, nats.
+  """
+  true_density = cql_math.uniform_log_density(
+      action_spec.minimum, action_spec.maximum, action_spec.shape, per_dimension=True)
+  if abs(uniform_log_density - true_density) > 1e-6:
+    logging.warning(
+        'CqlSacAgent: log U(a) of the CQL uniform samples is %.2f nats with '
+        'tf_agents\' formula for these per-dimension action bounds, but the action '
+        'box\'s true value is %.2f (CORL, JaxCQL); bind '
+        'CqlSacAgent.per_dimension_uniform_log_density = True unless you need '
+        'tf_agents parity.', uniform_log_density, true_density)

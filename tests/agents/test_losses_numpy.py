@@ -4,6 +4,8 @@ The agent's random draws are replaced by fixed arrays through the sampling
 seam (`InjectedSamplesAgent`), and NumPy recomputes every term from the network
 weights alone (tests/agents/numpy_reference.py).
 """
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -202,6 +204,26 @@ def test_uniform_log_density_with_per_dimension_bounds(per_dimension):
       agent.injected['uniform'], temperature=1.0, uniform_log_density=density,
       bounds=_bounds(agent))
   np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize('per_dimension,bounds,warns', [
+    (False, ([-1.0, -2.0], [1.0, 2.0]), True),   # tf_agents' formula, array bounds
+    (True, ([-1.0, -2.0], [1.0, 2.0]), False),
+    (False, (-1.0, 1.0), False)])                 # scalar bounds: the formulas agree
+def test_overcounted_uniform_density_is_warned_once(per_dimension, bounds, warns, caplog):
+  caplog.set_level(logging.WARNING, logger='absl')
+  specs = fx.make_specs(action_min=np.array(bounds[0], np.float32),
+                        action_max=np.array(bounds[1], np.float32))
+  fx.make_agent(cql.CqlSacAgent, *specs, per_dimension_uniform_log_density=per_dimension)
+  lines = [r.getMessage() for r in caplog.records if 'log U(a)' in r.getMessage()]
+  if not warns:
+    assert lines == []
+    return
+  log_volume = np.log(2.0) + np.log(4.0)
+  assert len(lines) == 1
+  assert f'{-A * log_volume:.2f} nats' in lines[0]
+  assert f'true value is {-log_volume:.2f}' in lines[0]
+  assert 'per_dimension_uniform_log_density = True' in lines[0]
 
 
 @pytest.mark.parametrize('bc', [True, False])
