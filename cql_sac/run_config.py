@@ -59,6 +59,9 @@ class ConfigRecord:
   Args:
     config: `train_eval`'s arguments by name (with `allow_config_change`).
     resuming: Whether a checkpoint will be restored.
+    defaults: `train_eval`'s argument defaults by name. An argument the newest record lacks
+      (one added to `train_eval` after the run was recorded) counts as unchanged while it
+      has its default, so that a run recorded by an older version resumes.
 
   Raises:
     ConfigError: On resume, if the configuration differs from the newest record outside
@@ -66,15 +69,17 @@ class ConfigRecord:
       differing bindings ('<binding>: <old> -> <new>'); nothing is written.
   """
 
-  def __init__(self, config: SimpleNamespace, resuming: bool):
+  def __init__(self, config: SimpleNamespace, resuming: bool,
+               defaults: Optional[Dict[str, object]] = None):
     self._config_dir = os.path.join(config.root_dir, CONFIG_DIR)
     self._record = _record(config)
+    self._defaults = {name: _text(value) for name, value in (defaults or {}).items()}
     self._number = None  # Of the record to write; None: the newest one is the same.
     self._changes = []
     records = sorted(glob.glob(os.path.join(self._config_dir, 'run-*.json')))
     if records:
       with open(records[-1], encoding='utf-8') as f:
-        self._changes = _differences(json.load(f), self._record)
+        self._changes = _differences(json.load(f), self._record, self._defaults)
       if self._changes and resuming and not config.allow_config_change:
         raise ConfigError(
             f'--root_dir={config.root_dir} holds a run with another configuration '
@@ -117,11 +122,15 @@ def _record(config: SimpleNamespace) -> Dict[str, object]:
   }
 
 
-def _differences(previous: Dict[str, object], record: Dict[str, object]) -> List[str]:
-  """'<binding>: <old> -> <new>' for each compared binding that differs."""
+def _differences(previous: Dict[str, object], record: Dict[str, object],
+                 defaults: Dict[str, str]) -> List[str]:
+  """'<binding>: <old> -> <new>' for each compared binding that differs; a `train_eval`
+  argument missing from `previous` is compared with its default (`defaults`, as text)."""
   changes = []
   for section, skip in (('train_eval', RESUMABLE_CHANGES), ('gin_bindings', frozenset())):
     old, new = previous.get(section, {}), record[section]
+    if section == 'train_eval':
+      old = {**{name: defaults[name] for name in new if name in defaults}, **old}
     for name in sorted(set(old) | set(new)):
       if name not in skip and old.get(name) != new.get(name):
         prefix = 'train_eval.' if section == 'train_eval' else ''

@@ -155,6 +155,7 @@ def train_eval(
     batch_size: int = 256,
     bc_steps: int = 0,
     actor_learning_rate: types.Float = 3e-5,
+    cosine_decay_actor_learning_rate: bool = False,
     critic_learning_rate: types.Float = 3e-4,
     alpha_learning_rate: types.Float = 3e-4,
     reward_scale_factor: types.Float = 1.0,
@@ -235,6 +236,10 @@ def train_eval(
     batch_size: Transitions per train step.
     bc_steps: Train steps during which the actor is trained by behaviour cloning.
     actor_learning_rate: Adam learning rate of the actor.
+    cosine_decay_actor_learning_rate: Decay the actor's learning rate from
+      `actor_learning_rate` to 0 over `num_gradient_updates` train steps by half a cosine,
+      lr(n) = lr·(1 + cos(π·n / num_gradient_updates)) / 2 (Loshchilov & Hutter 2017; IQL's
+      official code decays its actor so, Kostrikov et al. 2021). Offline training only.
     critic_learning_rate: Adam learning rate of the two critics.
     alpha_learning_rate: Adam learning rate of the SAC temperature log α.
     reward_scale_factor: Multiplies rewards in the TD target.
@@ -353,7 +358,10 @@ def _locked_train_eval(config: SimpleNamespace) -> TrainEvalResult:
   data = _load_dataset(config)
   resume_from = check_checkpoint(
       os.path.join(root_dir, learner.TRAIN_DIR, learner.POLICY_CHECKPOINT_DIR))
-  config_record = ConfigRecord(config, resuming=resume_from is not None)  # cql_sac.run_config
+  config_record = ConfigRecord(  # cql_sac.run_config
+      config, resuming=resume_from is not None,
+      defaults={name: parameter.default
+                for name, parameter in inspect.signature(train_eval).parameters.items()})
   replays = _build_replay(config, data)
   try:
     training = _build_agent(config, data)
@@ -589,6 +597,23 @@ class _Training(NamedTuple):
   cql_alpha: Optional[tf.Variable]
 
 
+def actor_learning_rate(learning_rate: float, cosine_decay: bool, decay_steps: int):
+  """The actor optimizer's learning rate: a constant, or a cosine decay to 0.
+
+  Args:
+    learning_rate: The initial (or constant) learning rate, > 0.
+    cosine_decay: If True, lr(n) = learning_rate·(1 + cos(π·min(n, decay_steps) /
+      decay_steps)) / 2 at the optimizer's step n (its `iterations`, checkpointed with it).
+    decay_steps: Train steps over which it decays (`num_gradient_updates`).
+
+  Returns:
+    A float, or a `tf.keras.optimizers.schedules.CosineDecay`.
+  """
+  if not cosine_decay:
+    return learning_rate
+  return tf.keras.optimizers.schedules.CosineDecay(learning_rate, max(decay_steps, 1))
+
+
 def _build_agent(config: SimpleNamespace, data: _Dataset) -> _Training:
   """Stage 4a: the networks and the agent, as in TF-Agents' kumar20 example
   (`make_networks.compute_dtype` = 'bfloat16' in gin runs the critics' matmuls in bfloat16).
@@ -621,7 +646,9 @@ def _build_agent(config: SimpleNamespace, data: _Dataset) -> _Training:
         time_step_spec, action_spec,
         actor_network=networks.actor,
         critic_network=networks.critic_1,
-        actor_optimizer=tf.keras.optimizers.Adam(learning_rate=config.actor_learning_rate),
+        actor_optimizer=tf.keras.optimizers.Adam(learning_rate=actor_learning_rate(
+            config.actor_learning_rate, config.cosine_decay_actor_learning_rate,
+            config.num_gradient_updates)),
         critic_optimizer=tf.keras.optimizers.Adam(learning_rate=config.critic_learning_rate),
         alpha_optimizer=tf.keras.optimizers.Adam(learning_rate=config.alpha_learning_rate),
         cql_alpha=config.cql_alpha if variable is None else variable,

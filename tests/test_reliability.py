@@ -320,6 +320,20 @@ def test_a_changed_config_on_resume_is_refused_unless_allowed(run_copy, dataset_
     assert json.load(f)['train_eval']['batch_size'] == '32'
 
 
+def test_an_argument_added_after_the_record_counts_as_its_default():
+  """A run recorded before `train_eval` gained an argument resumes while it is at its default."""
+  record = {'train_eval': {'batch_size': '16', 'new_option': 'False'}, 'gin_bindings': {},
+            'dataset': {'fingerprint': 'f'}}
+  older = {'train_eval': {'batch_size': '16'}, 'gin_bindings': {}, 'dataset': {'fingerprint': 'f'}}
+  defaults = {'batch_size': '256', 'new_option': 'False'}
+  assert run_config._differences(older, record, defaults) == []  # pylint: disable=protected-access
+  record['train_eval']['new_option'] = 'True'
+  assert run_config._differences(older, record, defaults) == [  # pylint: disable=protected-access
+      'train_eval.new_option: False -> True']
+  assert run_config._differences(older, record, {}) == [  # pylint: disable=protected-access
+      'train_eval.new_option: unset -> True']
+
+
 @pytest.mark.parametrize('kind', ['rlds', 'minari'])
 def test_the_dataset_fingerprint_follows_its_files(dataset_dir, tmp_path, kind):
   source = dataset_dir if kind == 'rlds' else os.path.join(REPO, MINARI_FIXTURE)

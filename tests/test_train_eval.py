@@ -257,6 +257,18 @@ def test_numbers_out_of_range_fail_before_touching_root_dir(tmp_path, dataset_di
   assert not root_dir.exists()
 
 
+def test_cosine_decay_of_the_actor_learning_rate_follows_the_formula():
+  """Update n (from 0) uses lr·(1 + cos(π·n / N)) / 2, held at 0 from update N on."""
+  assert train_eval.actor_learning_rate(3e-5, False, 100) == 3e-5
+  optimizer = tf.keras.optimizers.Adam(
+      learning_rate=train_eval.actor_learning_rate(1e-3, True, 10))
+  variable = tf.Variable([1.0])
+  for step in range(13):
+    optimizer.apply_gradients([(tf.constant([1.0]), variable)])  # The rate of update `step`:
+    want = 1e-3 * (1 + np.cos(np.pi * min(step, 10) / 10)) / 2
+    np.testing.assert_allclose(float(optimizer.learning_rate), want, rtol=1e-5, atol=1e-9)
+
+
 def test_resuming_with_another_holdout_fails_before_touching_root_dir(tmp_path, dataset_dir):
   """A run that held out 20% of its episodes must not resume holding out 10%."""
   root_dir = tmp_path / 'run'
