@@ -25,7 +25,7 @@ ends at the last '='.
 """
 
 import os
-from typing import Dict, List, NamedTuple, Sequence
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -136,23 +136,37 @@ def _define_flags() -> None:
   flags.DEFINE_string('output', None, 'Path prefix of the .md to write.', required=True)
 
 
+def parse_runs(specs: Sequence[str]) -> List[Tuple[str, str, str]]:
+  """(label, directory, evaluation subdirectory) of each --runs 'label=directory[:subdir]'.
+
+  Raises:
+    app.UsageError: For a spec without "label=directory", or a label given twice (its rows
+      would overwrite each other).
+  """
+  groups = []
+  for spec in specs:
+    label, sep, location = spec.rpartition('=')  # Labels may hold '=' ("N = 10").
+    if not sep:
+      raise app.UsageError(f'--runs={spec!r}: expected "label=directory[:subdirectory]".')
+    if label in [group[0] for group in groups]:
+      raise app.UsageError(f'--runs label {label!r} is given twice; give each group its own '
+                           'label.')
+    directory, _, subdir = location.partition(':')
+    groups.append((label, directory, subdir or 'eval'))
+  return groups
+
+
 def main(argv: Sequence[str]) -> None:
   """Reads the groups, writes <output>.md, prints the table.
 
   Raises:
-    app.UsageError: For positional arguments or a --runs without "label=directory".
+    app.UsageError: For positional arguments or a bad --runs (`parse_runs`).
   """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   args = flags.FLAGS
-  rows: Dict[str, Dict[str, object]] = {}
-  for spec in args.runs:
-    label, sep, location = spec.rpartition('=')  # Labels may hold '=' ("N = 10").
-    if not sep:
-      raise app.UsageError(f'--runs={spec!r}: expected "label=directory[:subdirectory]".')
-    directory, _, subdir = location.partition(':')
-    rows[label] = summarize(read_curves(directory, subdir or 'eval', args.env_name,
-                                        args.episodes))
+  rows = {label: summarize(read_curves(directory, subdir, args.env_name, args.episodes))
+          for label, directory, subdir in parse_runs(args.runs)}
   table = markdown_table(rows)
   os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
   with open(args.output + '.md', 'w') as f:

@@ -2,6 +2,7 @@
 
 import os
 
+from absl import app
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -44,3 +45,14 @@ def test_last_best_swing_and_noise_match_a_hand_computation(tmp_path):
   assert '| 20.0, 40.0 | 30.0 ± 10.0 | 45.0 ± 5.0 | 0.67 | 25.8 ± 0.8 |' in table
   with pytest.raises(ValueError, match='No seed\\*/eval_other evaluations'):
     stability.read_curves(str(tmp_path), 'eval_other', 'hopper-medium-replay-v2', 4)
+
+
+
+def test_runs_parse_and_a_label_given_twice_is_refused():
+  """Two groups under one label would silently keep only the second row."""
+  assert stability.parse_runs(['N = 10=a/b', 'raw=c:eval_raw_actor']) == [
+      ('N = 10', 'a/b', 'eval'), ('raw', 'c', 'eval_raw_actor')]
+  with pytest.raises(app.UsageError, match=r"label 'same' is given twice"):
+    stability.parse_runs(['same=a', 'same=b:eval_raw_actor'])
+  with pytest.raises(app.UsageError, match=r'expected "label=directory'):
+    stability.parse_runs(['no-label'])
