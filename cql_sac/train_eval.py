@@ -797,13 +797,21 @@ def _train_offline(config: SimpleNamespace, cql_learner: CqlLearner,
     evaluation: Stage 5's `_Evaluation`.
 
   Returns:
-    The last evaluation's metrics, {} if none ran in this call.
+    The last evaluation's metrics: of this call, or the one logged at the step it resumed
+    from; {} if neither.
   """
   final_step, eval_interval = config.num_gradient_updates, config.eval_interval
+  evaluates_at = lambda step: step == final_step or (eval_interval > 0
+                                                     and step % eval_interval == 0)
   step = int(train_step.numpy())
   if step:
     logging.info('Resuming from the checkpoint at step %d', step)
-  eval_results = evaluation.run() if step == 0 and eval_interval > 0 else {}
+  # The checkpoint of an evaluation step is saved before its evaluation runs: a run killed in
+  # between resumes there and evaluates it now; one that logged it reports it.
+  eval_results = {}
+  if evaluation.enabled and step <= final_step and evaluates_at(step):
+    eval_results = (_logged_evaluation(os.path.join(config.root_dir, 'eval'), step)
+                    or evaluation.run())
   progress = _Progress(step, final_step, cql_learner.train_summary_writer)
   while step < final_step:
     iterations = iterations_until_next_stop(
@@ -812,7 +820,7 @@ def _train_offline(config: SimpleNamespace, cql_learner: CqlLearner,
     loss_info = cql_learner.run(iterations=iterations)
     step = int(train_step.numpy())
     progress.update(step, time.time() - started, loss_info)
-    if step == final_step or (eval_interval > 0 and step % eval_interval == 0):
+    if evaluates_at(step):
       eval_results = evaluation.run()
   return eval_results
 

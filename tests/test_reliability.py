@@ -6,6 +6,7 @@ changed configuration on resume, and a write that fails for lack of space.
 """
 
 import errno
+import glob
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from cql_sac import run_config
 from cql_sac import run_lock
 from cql_sac import train_eval
 from cql_sac.datasets import hdf5
+from cql_sac.summaries import read_scalars
 from tests.test_train_eval import REPO
 from tests.test_train_eval import clean_gin  # pylint: disable=unused-import  # Autouse.
 from tests.test_train_eval import run_binary
@@ -274,6 +276,43 @@ def test_a_run_killed_inside_a_checkpoint_save_resumes_from_the_previous_one(
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Resuming from the checkpoint at step 10' in result.stderr
   assert 'Trained 30 steps' in result.stdout
+
+
+def evaluations_logged(eval_dir, step):
+  """How many evaluations at `step` the event files in `eval_dir` hold, repeats counted."""
+  count = 0
+  for path in glob.glob(os.path.join(eval_dir, 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      count += event.step == step and any(
+          value.tag == 'Metrics/AverageReturn' for value in event.summary.value)
+  return count
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_final_evaluation_evaluates_it_on_rerun(dataset_dir, tmp_path):
+  """A checkpoint at an evaluation step is saved before that evaluation runs. A run killed in
+  between (here: its evaluations removed, as if the last never reached the disk) resumes at
+  that step and evaluates it (session 16: two resumed quality runs had lost one each); a rerun
+  of a complete run reports the logged evaluation and does not evaluate again."""
+  root_dir = str(tmp_path / 'run')
+  settings = dict(num_gradient_updates=20, eval_interval=10, checkpoint_interval=10,
+                  policy_save_interval=10, learner_iterations_per_call=10, eval_episodes=1,
+                  seed=1)
+  complete = small_train_eval(root_dir, dataset_dir, **settings)
+  eval_dir = os.path.join(root_dir, 'eval')
+  assert [evaluations_logged(eval_dir, step) for step in (0, 10, 20)] == [1, 1, 1]
+  again = small_train_eval(root_dir, dataset_dir, **settings)
+  assert again.eval_metrics == pytest.approx(complete.eval_metrics, rel=1e-6)  # As logged.
+  assert evaluations_logged(eval_dir, 20) == 1
+
+  shutil.rmtree(eval_dir)
+  resumed = small_train_eval(root_dir, dataset_dir, **settings)
+  assert resumed.train_steps == 20
+  assert [evaluations_logged(eval_dir, step) for step in (0, 10, 20)] == [0, 0, 1]
+  # What the rerun returns is that evaluation, as a complete run returns its last.
+  logged = dict(read_scalars(eval_dir)['Metrics/AverageReturn'])
+  assert resumed.eval_metrics['AverageReturn'] == pytest.approx(logged[20], rel=1e-6)
+  assert set(resumed.eval_metrics) == set(complete.eval_metrics)
 
 
 def test_a_policy_checkpoint_write_that_fails_leaves_no_folder_a_reader_takes(tmp_path):
