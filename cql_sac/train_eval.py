@@ -376,8 +376,8 @@ def _locked_train_eval(config: SimpleNamespace) -> TrainEvalResult:
       eval_results = _train_online(config, data, replays, training, cql_learner,
                                    evaluation) or eval_results
     step = _finish(cql_learner, training.train_step, start_step)
-    if not eval_results and evaluation.enabled:  # E.g. a finished run started again:
-      # report its last evaluation, or evaluate if it has none at this step.
+    if not eval_results and evaluation.enabled:  # A finished online run started again
+      # (`_train_offline` covers offline ones): its last evaluation, or one now if none.
       eval_results = (_logged_evaluation(os.path.join(root_dir, 'eval'), step)
                       or evaluation.run())
   finally:

@@ -108,9 +108,9 @@ def _direct_return(episode, t):
 def test_mixed_batches_draw_the_mixing_ratio_and_online_returns(mixing_ratio):
   """Two tables: each batch has exactly round(ratio·B) dataset items. One shared table: the
   share of online items over 200 batches is N_online / N within 4.5 standard errors (draws
-  are i.i.d.: 3 standard errors fail 0.27% of runs by chance, and did once in CI; 4.5 fail one
-  run in 150,000, and still catch a sampler off by a tenth of the share). Either way online items
-  carry the returns-to-go of their own episode."""
+  are i.i.d.: 3 standard errors fail 0.27% of runs by chance, and did once in CI; 4.5 fail
+  one run in 150,000, and still catch a sampler off by a tenth of the share). Either way
+  online items carry the returns-to-go of their own episode."""
   offline, online = _offline_and_online(4)
   returns_fn = lambda steps: returns_lib.returns_to_go(steps, GAMMA)
   online_items = sum(e.num_steps - 1 for e in online)
