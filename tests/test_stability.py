@@ -47,7 +47,6 @@ def test_last_best_swing_and_noise_match_a_hand_computation(tmp_path):
     stability.read_curves(str(tmp_path), 'eval_other', 'hopper-medium-replay-v2', 4)
 
 
-
 def test_runs_parse_and_a_label_given_twice_is_refused():
   """Two groups under one label would silently keep only the second row."""
   assert stability.parse_runs(['N = 10=a/b', 'raw=c:eval_raw_actor']) == [
