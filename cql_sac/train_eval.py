@@ -376,10 +376,9 @@ def _locked_train_eval(config: SimpleNamespace) -> TrainEvalResult:
       eval_results = _train_online(config, data, replays, training, cql_learner,
                                    evaluation) or eval_results
     step = _finish(cql_learner, training.train_step, start_step)
-    if not eval_results and evaluation.enabled:  # A finished online run started again
-      # (`_train_offline` covers offline ones): its last evaluation, or one now if none.
-      eval_results = (_logged_evaluation(os.path.join(root_dir, 'eval'), step)
-                      or evaluation.run())
+    if not eval_results:  # A finished online run started again (`_train_offline` covers
+      # offline ones): its last evaluation, or one now if none.
+      eval_results = evaluation.complete(step)
   finally:
     replays.close()
   return TrainEvalResult(
@@ -756,24 +755,20 @@ class _Evaluation:
       train_step: The train step counter the summaries are written at.
     """
     self._actor = self._raw_actor = None
-    if config.eval_episodes <= 0:
-      return
     root_dir, env_name, episodes = config.root_dir, config.env_name, config.eval_episodes
+    self._eval_dir = os.path.join(root_dir, 'eval')
+    self._raw_eval_dir = os.path.join(root_dir, RAW_ACTOR_EVAL_DIR)
+    if episodes <= 0:
+      return
     self._actor = cql_eval.make_eval_actor(
         env, py_tf_eager_policy.PyTFEagerPolicy(eval_tf_policy, use_tf_function=True),
-        env_name, episodes, train_step, summary_dir=os.path.join(root_dir, 'eval'))
+        env_name, episodes, train_step, summary_dir=self._eval_dir)
     if getattr(agent, 'ema_policy', None) is not None:
       self._raw_actor = cql_eval.make_eval_actor(  # Its own env: the same initial states.
           load_env(env_name, seed=config.seed, velocities_hidden=config.velocities_hidden),
           py_tf_eager_policy.PyTFEagerPolicy(
               greedy_policy.GreedyPolicy(agent.policy), use_tf_function=True),
-          env_name, episodes, train_step,
-          summary_dir=os.path.join(root_dir, RAW_ACTOR_EVAL_DIR))
-
-  @property
-  def enabled(self) -> bool:
-    """Whether evaluation is on (`eval_episodes` > 0)."""
-    return self._actor is not None
+          env_name, episodes, train_step, summary_dir=self._raw_eval_dir)
 
   def run(self) -> Dict[str, float]:
     """Runs `eval_episodes` episodes, writes eval/ summaries; returns the metrics."""
@@ -783,6 +778,19 @@ class _Evaluation:
     if self._raw_actor is not None:
       self._raw_actor.run_and_log()
     return cql_eval.metric_results(self._actor)
+
+  def complete(self, step: int) -> Dict[str, float]:
+    """At a step a killed run may not have evaluated: runs each actor whose directory (eval/,
+    eval_raw_actor/) lacks an evaluation at `step`; returns eval/'s metrics at `step`."""
+    if self._actor is None:
+      return {}
+    results = _logged_evaluation(self._eval_dir, step)
+    if not results:
+      self._actor.run_and_log()
+      results = cql_eval.metric_results(self._actor)
+    if self._raw_actor is not None and not _logged_evaluation(self._raw_eval_dir, step):
+      self._raw_actor.run_and_log()
+    return results
 
 
 def _train_offline(config: SimpleNamespace, cql_learner: CqlLearner,
@@ -809,9 +817,8 @@ def _train_offline(config: SimpleNamespace, cql_learner: CqlLearner,
   # The checkpoint of an evaluation step is saved before its evaluation runs: a run killed in
   # between resumes there and evaluates it now; one that logged it reports it.
   eval_results = {}
-  if evaluation.enabled and step <= final_step and evaluates_at(step):
-    eval_results = (_logged_evaluation(os.path.join(config.root_dir, 'eval'), step)
-                    or evaluation.run())
+  if step <= final_step and evaluates_at(step):
+    eval_results = evaluation.complete(step)
   progress = _Progress(step, final_step, cql_learner.train_summary_writer)
   while step < final_step:
     iterations = iterations_until_next_stop(

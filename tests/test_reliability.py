@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import gin
 import h5py
 import numpy as np
 import pytest
@@ -293,7 +294,10 @@ def test_a_run_killed_before_its_final_evaluation_evaluates_it_on_rerun(dataset_
   """A checkpoint at an evaluation step is saved before that evaluation runs. A run killed in
   between (here: its evaluations removed, as if the last never reached the disk) resumes at
   that step and evaluates it (session 16: two resumed quality runs had lost one each); a rerun
-  of a complete run reports the logged evaluation and does not evaluate again."""
+  of a complete run reports the logged evaluation and does not evaluate again. With an
+  averaged actor, a kill between its evaluation and the trained actor's leaves only
+  eval_raw_actor/ to complete."""
+  gin.parse_config(['cql_sac.agents.cql_sac_agent.CqlSacAgent.actor_ema_tau = 0.05'])
   root_dir = str(tmp_path / 'run')
   settings = dict(num_gradient_updates=20, eval_interval=10, checkpoint_interval=10,
                   policy_save_interval=10, learner_iterations_per_call=10, eval_episodes=1,
@@ -301,9 +305,10 @@ def test_a_run_killed_before_its_final_evaluation_evaluates_it_on_rerun(dataset_
   complete = small_train_eval(root_dir, dataset_dir, **settings)
   eval_dir = os.path.join(root_dir, 'eval')
   assert [evaluations_logged(eval_dir, step) for step in (0, 10, 20)] == [1, 1, 1]
+  raw_dir = os.path.join(root_dir, train_eval.RAW_ACTOR_EVAL_DIR)
   again = small_train_eval(root_dir, dataset_dir, **settings)
   assert again.eval_metrics == pytest.approx(complete.eval_metrics, rel=1e-6)  # As logged.
-  assert evaluations_logged(eval_dir, 20) == 1
+  assert [evaluations_logged(eval_dir, 20), evaluations_logged(raw_dir, 20)] == [1, 1]
 
   shutil.rmtree(eval_dir)
   resumed = small_train_eval(root_dir, dataset_dir, **settings)
@@ -313,6 +318,11 @@ def test_a_run_killed_before_its_final_evaluation_evaluates_it_on_rerun(dataset_
   logged = dict(read_scalars(eval_dir)['Metrics/AverageReturn'])
   assert resumed.eval_metrics['AverageReturn'] == pytest.approx(logged[20], rel=1e-6)
   assert set(resumed.eval_metrics) == set(complete.eval_metrics)
+
+  assert evaluations_logged(raw_dir, 20) == 1  # Not run again.
+  shutil.rmtree(raw_dir)
+  small_train_eval(root_dir, dataset_dir, **settings)
+  assert [evaluations_logged(raw_dir, 20), evaluations_logged(eval_dir, 20)] == [1, 1]
 
 
 def test_a_policy_checkpoint_write_that_fails_leaves_no_folder_a_reader_takes(tmp_path):
