@@ -741,7 +741,8 @@ class _Evaluation:
 
   `run()` plays `eval_episodes` episodes and writes eval/ (and, with an averaged actor, the
   trained actor's eval_raw_actor/ on its own identically seeded environment); it returns
-  the metrics, {} when evaluation is off (`eval_episodes` = 0).
+  the metrics, {} when evaluation is off (`eval_episodes` = 0). `complete(step)` does the
+  same at a resumed step for only the directories that lack it.
   """
 
   def __init__(self, config: SimpleNamespace, env, agent, eval_tf_policy, train_step):
