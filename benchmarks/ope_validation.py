@@ -24,7 +24,8 @@ under --output_dir.
 import glob
 import json
 import os
-from typing import Dict, List, Sequence
+import re
+from typing import Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -69,15 +70,24 @@ def estimator_scores(rows: Sequence[Dict[str, float]], estimator: str,
           'selected_step': int(chosen['step']), 'checkpoints': len(usable)}
 
 
-def validate(run_dirs: Sequence[str], fqe_steps: int,
-             keep_last_margin: float) -> List[Dict[str, object]]:
-  """Selects in every run and scores every estimator under margin 0 and `keep_last_margin`;
-  one dict per (run, estimator, margin)."""
+def validate(run_dirs: Sequence[str], fqe_steps: int, keep_last_margin: float,
+             estimates: Sequence[str] = ('fqe',),
+             model_cache_dir: Optional[str] = None) -> List[Dict[str, object]]:
+  """Selects in every run, computing the `estimates` families (`select.ESTIMATE_FAMILIES`),
+  and scores every estimator with an estimate under margin 0 and `keep_last_margin`; one dict
+  per (run, estimator, margin). With `model_cache_dir`, runs on one dataset share the dynamics
+  model saved in a directory of it named after the dataset."""
   results = []
   for run_dir in run_dirs:
     record = read_run_record(run_dir) or {}
-    _, rows = select.select(run_dir, select.fqe_config(record, fqe_steps))
-    for estimator in select.ESTIMATORS:
+    model_dir = model_cache_dir and os.path.join(
+        model_cache_dir, re.sub(r'[^\w.-]+', '_', record.get('dataset_name', 'dataset')))
+    _, rows = select.select(run_dir, select.fqe_config(record, fqe_steps),
+                            estimator='fqe' if 'fqe' in estimates else 'model',
+                            estimates=estimates, model_dir=model_dir)
+    for estimator, column in select.ESTIMATORS.items():
+      if not any(np.isfinite(row[column]) for row in rows):
+        continue
       for margin in dict.fromkeys((0.0, keep_last_margin)):  # Once each if equal.
         results.append({'run': run_dir, 'env_name': record.get('env_name', ''),
                          'estimator': estimator, 'margin': margin,
@@ -123,7 +133,8 @@ def main(argv: Sequence[str]) -> None:
                      if os.path.isdir(path)})
   if not run_dirs:
     raise app.UsageError(f'--runs={args.runs} matches no directory.')
-  results = validate(run_dirs, args.fqe_steps, args.keep_last_margin)
+  results = validate(run_dirs, args.fqe_steps, args.keep_last_margin, args.estimates,
+                     args.model_cache_dir)
   means = mean_rows(results)
   os.makedirs(args.output_dir, exist_ok=True)
   stem = os.path.join(args.output_dir, 'ope_validation' + (f'_{args.tag}' if args.tag else ''))
@@ -141,6 +152,10 @@ if __name__ == '__main__':
   flags.DEFINE_float('keep_last_margin', select.KEEP_LAST_MARGIN, 'The margin rule scored '
                      'beside the best estimate (cql_sac_select\'s --keep_last_margin).',
                      lower_bound=0.0)
+  flags.DEFINE_list('estimates', ['fqe'], 'Estimate families to compute (cql_sac_select\'s '
+                    '--estimates): fqe, model.')
+  flags.DEFINE_string('model_cache_dir', None, 'Runs on one dataset share the dynamics model '
+                      'saved here (default: one per run, in its selection/).')
   flags.DEFINE_string('output_dir', 'benchmarks/results', 'Where the tables go.')
   flags.DEFINE_string('tag', '', 'Suffix of the output file names.')
   app.run(main)

@@ -17,6 +17,11 @@ steps) this computes offline estimates of its quality from the run's dataset
   critic_td_error      their RMS TD error for μ on the held-out episodes
                        (`train_eval.holdout_fraction`; on all episodes when none are), reward
                        units;
+  model_return         with --estimator=model (or --estimates=fqe,model): the mean episode
+                       return of μ rolled out in a dynamics model fit on the dataset
+                       (`cql_sac.model_ope`; fit once, in root_dir/selection/dynamics_model or
+                       --model_dir), environment reward units, with model_normalized_score and
+                       model_length (mean steps before the model's terminal);
 
 next to the real evaluation the run logged at the step (eval/). It writes root_dir/selection/
 (estimates.json, estimates.csv, estimates.png, TensorBoard scalars under ope/), prints the
@@ -24,7 +29,8 @@ chosen step (the best estimate, or the last checkpoint when the best beats the l
 more than --keep_last_margin, 10% by default) and copies that policy to
 root_dir/policies/selected_policy, which
 `cql_sac_eval --policy_dir=<root_dir>/policies/selected_policy` runs. Rerunning reuses the
-estimates already computed with the same settings.
+estimates already computed with the same settings (each family, FQE with the critics' and the
+model's, on its own).
 """
 
 import csv
@@ -48,6 +54,7 @@ from tf_agents.train import learner
 from tf_agents.trajectories import time_step as ts
 
 from cql_sac import cli
+from cql_sac import model_ope
 from cql_sac import ope
 from cql_sac import policies
 from cql_sac import tasks
@@ -70,10 +77,18 @@ SELECTED_POLICY_DIR = 'selected_policy'
 ESTIMATES_FILE = 'estimates.json'
 # Selection rules: the column each maximizes (critic_td_error: minimizes).
 ESTIMATORS = {'fqe': 'fqe_value', 'critic_value': 'critic_value',
-              'critic_td_error': 'critic_td_error'}
-COLUMNS = ('step', 'fqe_value', 'fqe_return', 'fqe_normalized_score', 'fqe_td_loss',
-           'critic_value', 'critic_td_error', 'real_return', 'real_normalized_score',
-           'seconds')
+              'critic_td_error': 'critic_td_error', 'model': 'model_return'}
+# The estimates computed together, and the columns of each (`estimate`).
+ESTIMATE_FAMILIES = {
+    'fqe': ('fqe_value', 'fqe_return', 'fqe_normalized_score', 'fqe_td_loss', 'critic_value',
+            'critic_td_error'),
+    'model': ('model_return', 'model_normalized_score', 'model_length')}
+# The family that computes each estimator's column.
+FAMILY_OF = {estimator: family for family, columns in ESTIMATE_FAMILIES.items()
+             for estimator, column in ESTIMATORS.items() if column in columns}
+COLUMNS = ('step', *ESTIMATE_FAMILIES['fqe'], *ESTIMATE_FAMILIES['model'], 'real_return',
+           'real_normalized_score', 'seconds')
+MODEL_DIR = 'dynamics_model'
 # `choose`'s default margin, set on the hopper-medium and medium-replay validation runs
 # (docs/selection.md) before the halfcheetah-medium runs that check it.
 KEEP_LAST_MARGIN = 0.1
@@ -251,17 +266,51 @@ def load_critics(root_dir: str, step: int, data: RunData, policy):
   return critics, targets
 
 
+class ModelEstimator(NamedTuple):
+  """What the model estimate of every checkpoint shares.
+
+  Attributes:
+    model: The fitted `model_ope.DynamicsEnsemble`.
+    initial_states: float32 [E, O], the rollouts' initial states.
+    horizon: Steps per rollout at most.
+    terminal_threshold: `model_ope.model_return`'s.
+  """
+  model: model_ope.DynamicsEnsemble
+  initial_states: np.ndarray
+  horizon: int
+  terminal_threshold: float
+
+
 def estimate(root_dir: str, step: int, checkpoint: str, policy, data: RunData,
-             config: ope.FqeConfig) -> Dict[str, float]:
-  """The estimates of the policy saved at `step` (module docstring), a row of the table."""
+             config: Optional[ope.FqeConfig],
+             model: Optional[ModelEstimator] = None) -> Dict[str, float]:
+  """The estimates of the policy saved at `step` (module docstring), a row of the table: FQE's
+  and the critics' with a `config`, the model's with a `model`, and 'seconds'."""
   started = time.time()
-  record = data.record
   policy.update_from_checkpoint(checkpoint)
+  row = {'step': step}
+  if config is not None:
+    row.update(_fqe_estimates(root_dir, step, policy, data, config))
+  if model is not None:
+    rollouts = model_ope.model_return(
+        model.model, lambda observation: greedy_actions(policy, observation),
+        model.initial_states, model.horizon, model.terminal_threshold)
+    row.update(model_return=rollouts.mean_return, model_length=rollouts.mean_length,
+               model_normalized_score=tasks.d4rl_normalized_score(data.record['env_name'],
+                                                                  rollouts.mean_return))
+  row['seconds'] = time.time() - started
+  return row
+
+
+def _fqe_estimates(root_dir: str, step: int, policy, data: RunData,
+                   config: ope.FqeConfig) -> Dict[str, float]:
+  """The 'fqe' family's columns of the policy loaded at `step`."""
+  record = data.record
   next_actions = greedy_actions(policy, data.transitions.next_observation)
   initial_actions = greedy_actions(policy, data.initial_states)
   fqe = ope.fitted_q_evaluation(data.transitions, next_actions, data.initial_states,
                                 initial_actions, config, data.statistics)
-  row = {'step': step, 'fqe_value': fqe.discounted_value, 'fqe_td_loss': fqe.td_loss,
+  row = {'fqe_value': fqe.discounted_value, 'fqe_td_loss': fqe.td_loss,
          'fqe_return': float('nan'), 'fqe_normalized_score': float('nan'),
          'critic_value': float('nan'), 'critic_td_error': float('nan')}
   info = tasks.get_dataset_info(record['env_name'])
@@ -281,8 +330,27 @@ def estimate(root_dir: str, step: int, checkpoint: str, policy, data: RunData,
         online[0], targets, data.td_transitions,
         greedy_actions(policy, data.td_transitions.next_observation), gamma, scale,
         shift) / abs(scale)
-  row['seconds'] = time.time() - started
   return row
+
+
+def dataset_identity(record: dict) -> dict:
+  """The run record's dataset_name, data_dir and data_take: what a dynamics model was fit on."""
+  return {key: record.get(key) for key in ('dataset_name', 'data_dir', 'data_take')}
+
+
+def model_estimator(root_dir: str, data: RunData, config: model_ope.ModelConfig,
+                    model_dir: Optional[str] = None) -> ModelEstimator:
+  """The dataset's dynamics model, restored from `model_dir` (default
+  root_dir/selection/dynamics_model) when it was fit with the same settings, else fit and
+  saved there, with the rollouts' initial states and the task's horizon."""
+  model = model_ope.load_or_fit_dynamics_model(
+      model_dir or os.path.join(root_dir, SELECTION_DIR, MODEL_DIR), data.transitions, config,
+      dataset_identity(data.record))
+  horizon = config.horizon or tasks.get_dataset_info(
+      data.record['env_name']).max_episode_steps
+  return ModelEstimator(model, model_ope.initial_states_for_rollouts(data.initial_states,
+                                                                     config),
+                        horizon, config.terminal_threshold)
 
 
 def real_returns(root_dir: str) -> Dict[int, Dict[str, float]]:
@@ -388,29 +456,50 @@ def _write_table(selection_dir: str, settings: dict, rows: List[Dict[str, float]
     writer.writerows(rows)
 
 
-def _finished_rows(selection_dir: str, settings: dict) -> Dict[int, Dict[str, float]]:
-  """{step: row} of an earlier call with the same settings ({} otherwise)."""
+def _earlier_estimates(selection_dir: str, settings: dict):
+  """What an earlier call's table can give this one, per estimate family: a family computed
+  now is reused where its settings (and the policy) are the same; one not computed now is
+  carried over as it was.
+
+  Args:
+    selection_dir: root_dir/selection.
+    settings: This call's {'policy': ..., family: its settings} for the families it computes.
+
+  Returns:
+    (the settings of the families reused or carried over, {step: {column: value}} of their
+    columns).
+  """
   try:
     with open(os.path.join(selection_dir, ESTIMATES_FILE)) as f:
       earlier = json.load(f)
   except (OSError, ValueError):
-    return {}
-  if earlier.get('settings') != settings:
-    return {}
-  return {int(row['step']): row for row in earlier.get('rows', [])}
+    return {}, {}
+  earlier_settings = earlier.get('settings', {})
+  if earlier_settings.get('policy') != settings['policy']:
+    return {}, {}
+  kept = {family: earlier_settings[family] for family in ESTIMATE_FAMILIES
+          if family in earlier_settings and settings.get(family, earlier_settings[family])
+          == earlier_settings[family]}
+  columns = [column for family in kept for column in ESTIMATE_FAMILIES[family]] + ['seconds']
+  return kept, {int(row['step']): {column: row[column] for column in columns if column in row}
+                for row in earlier.get('rows', [])}
 
 
 def plot(rows: Sequence[Dict[str, float]], chosen_step: int, title: str, path: str) -> None:
-  """estimates.png: FQE's normalized score (or value) and the real score against the step."""
+  """estimates.png: the normalized score of FQE and of the model (those computed; FQE's value
+  where it has no score) and the real score against the step."""
   import matplotlib  # pylint: disable=import-outside-toplevel  # Only the plot needs it.
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
 
   steps = [row['step'] for row in rows]
-  fqe_column = ('fqe_normalized_score' if np.isfinite(rows[0]['fqe_normalized_score'])
-                else 'fqe_value')
+  has = lambda column: any(np.isfinite(row[column]) for row in rows)
+  fqe_column = 'fqe_normalized_score' if has('fqe_normalized_score') else 'fqe_value'
   fig, ax = plt.subplots(figsize=(7, 4))
-  ax.plot(steps, [row[fqe_column] for row in rows], 'o-', label=f'FQE ({fqe_column})')
+  for label, column in ((f'FQE ({fqe_column})', fqe_column),
+                        ('model (model_normalized_score)', 'model_normalized_score')):
+    if has(column):
+      ax.plot(steps, [row[column] for row in rows], 'o-', label=label)
   ax.plot(steps, [row.get('real_normalized_score', np.nan) for row in rows], 's-',
           label='real evaluation (normalized score)')
   ax.axvline(chosen_step, color='gray', linestyle='--', label=f'selected: step {chosen_step}')
@@ -442,7 +531,9 @@ def export_selected(root_dir: str, saved: SavedPolicies, step: int) -> str:
 
 @holding_run_lock('cql_sac_select')  # Not while a training run writes root_dir.
 def select(root_dir: str, config: ope.FqeConfig, estimator: str = 'fqe',
-           keep_last_margin: float = 0.0):
+           keep_last_margin: float = 0.0, estimates: Optional[Sequence[str]] = None,
+           model_config: model_ope.ModelConfig = model_ope.ModelConfig(),
+           model_dir: Optional[str] = None):
   """Estimates every saved policy, writes root_dir/selection/, exports the chosen one.
 
   Args:
@@ -450,41 +541,65 @@ def select(root_dir: str, config: ope.FqeConfig, estimator: str = 'fqe',
     config: The FQE settings.
     estimator: A key of `ESTIMATORS`, the rule that chooses.
     keep_last_margin: `choose`'s margin: a fraction of the last checkpoint's |estimate|.
+    estimates: The families of `ESTIMATE_FAMILIES` to compute; default: the estimator's.
+    model_config: The dynamics model's settings (the 'model' family).
+    model_dir: Where the dynamics model is saved and reused; default
+      root_dir/selection/dynamics_model (runs on one dataset may share one).
 
   Returns:
     (the chosen row, all rows by step).
 
   Raises:
-    SelectionError: Before anything is written, for a root_dir without saved policies or run
-      record, a dataset that cannot be read or does not fit the policy, or held-out episodes
-      that do not fit it; after the estimates, if none has the chosen estimator.
+    SelectionError: Before anything is written, for an estimate family that does not exist
+      or leaves out the estimator's, a root_dir without saved policies or run record, a
+      dataset that cannot be read or does not fit the policy, or held-out episodes that do
+      not fit it; after the estimates, if none has the chosen estimator.
     cql_sac.run_lock.RunDirectoryInUse: If a run (training, or another selection) holds
       root_dir's lock; its host and pid are named.
   """
+  families = list(dict.fromkeys(estimates or (FAMILY_OF[estimator],)))
+  unknown = [family for family in families if family not in ESTIMATE_FAMILIES]
+  if unknown or FAMILY_OF[estimator] not in families:
+    raise SelectionError(
+        f'--estimates={",".join(families)} must name families of {", ".join(ESTIMATE_FAMILIES)}'
+        f' and include {FAMILY_OF[estimator]}, which --estimator={estimator} chooses by.')
   saved = find_saved_policies(root_dir)
   policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(
       saved.saved_model_dir, load_specs_from_pbtxt=True, batch_time_steps=False)
   data = load_run_data(root_dir, policy)
   selection_dir = os.path.join(root_dir, SELECTION_DIR)
-  settings = json.loads(json.dumps(  # As read back: tuples become lists.
-      {'fqe': dataclasses.asdict(config), 'policy': saved.saved_model_dir}))
-  finished = _finished_rows(selection_dir, settings)
+  settings = json.loads(json.dumps({  # As read back: tuples become lists.
+      'policy': saved.saved_model_dir,
+      **({'fqe': dataclasses.asdict(config)} if 'fqe' in families else {}),
+      **({'model': model_ope.model_settings(model_config, dataset_identity(data.record))}
+         if 'model' in families else {})}))
+  kept, earlier = _earlier_estimates(selection_dir, settings)
+  table_settings = {**kept, **settings}
   os.makedirs(selection_dir, exist_ok=True)
   writer = tf.summary.create_file_writer(selection_dir)
   real = real_returns(root_dir)
+  model = None
   rows = []
   for step, checkpoint in tqdm.tqdm(saved.checkpoints.items(), desc='checkpoints', unit='ckpt',
                                     file=sys.stderr):
-    row = finished.get(step)
-    if row is None:
-      row = estimate(root_dir, step, checkpoint, policy, data, config)
+    row = {'step': step, **{column: float('nan') for column in COLUMNS[1:]},
+           **earlier.get(step, {})}
+    missing = [family for family in families
+               if not all(column in earlier.get(step, {})
+                          for column in ESTIMATE_FAMILIES[family])]
+    if missing:
+      if 'model' in missing and model is None:
+        model = model_estimator(root_dir, data, model_config, model_dir)
+      row.update(estimate(root_dir, step, checkpoint, policy, data,
+                          config if 'fqe' in missing else None,
+                          model if 'model' in missing else None))
       with writer.as_default():
-        for column in COLUMNS[1:7]:
+        for column in (column for family in missing for column in ESTIMATE_FAMILIES[family]):
           tf.summary.scalar(f'ope/{column}', row[column], step=step)
     row.update(real.get(step, {'real_return': float('nan'),
                                'real_normalized_score': float('nan')}))
     rows.append(row)
-    _write_table(selection_dir, settings, rows)  # After each checkpoint: a rerun resumes.
+    _write_table(selection_dir, table_settings, rows)  # After each checkpoint: a rerun resumes.
   writer.close()
   chosen = choose(rows, estimator, keep_last_margin)
   plot(rows, chosen['step'], f'{data.record["env_name"]}: offline estimates and real returns',
@@ -519,8 +634,10 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'cql_sac_select: error: --fqe_layers={",".join(args.fqe_layers)} must be '
              'integer widths, e.g. --fqe_layers=256,256,256.')
   config = fqe_config(record, args.fqe_steps, args.fqe_batch_size, layers, args.fqe_seed)
+  model_config = model_ope.ModelConfig(num_steps=args.model_steps)
   try:
-    chosen, rows = select(args.root_dir, config, args.estimator, args.keep_last_margin)
+    chosen, rows = select(args.root_dir, config, args.estimator, args.keep_last_margin,
+                          args.estimates, model_config, args.model_dir)
   except (SelectionError, RunDirectoryError) as e:
     sys.exit(f'cql_sac_select: error: {e}')
   diverged = fqe_diverged(rows)
@@ -538,8 +655,16 @@ def run() -> None:
   flags.DEFINE_string('root_dir', None, 'Directory of a cql_sac_train_eval run.',
                       required=True)
   flags.DEFINE_enum('estimator', 'fqe', list(ESTIMATORS), 'The estimate that chooses: fqe '
-                    '(Fitted Q Evaluation), critic_value (the run\'s critics\' Q(s0, μ(s0))) or '
-                    'critic_td_error (their TD error on held-out episodes, lowest wins).')
+                    '(Fitted Q Evaluation), critic_value (the run\'s critics\' Q(s0, μ(s0))), '
+                    'critic_td_error (their TD error on held-out episodes, lowest wins) or '
+                    'model (the return in a dynamics model fit on the dataset).')
+  flags.DEFINE_list('estimates', None, 'The estimate families to compute, of fqe (FQE and '
+                    'the critics\') and model; default: the --estimator\'s.')
+  flags.DEFINE_integer('model_steps', model_ope.ModelConfig.num_steps, 'Fit steps of the '
+                       'dynamics model (once per dataset).', lower_bound=1)
+  flags.DEFINE_string('model_dir', None, 'Where the dynamics model is saved and reused '
+                      '(default: <root_dir>/selection/dynamics_model); runs on one dataset '
+                      'can share one.')
   flags.DEFINE_float('keep_last_margin', KEEP_LAST_MARGIN, 'Keep the last checkpoint unless '
                      'the best estimate beats its estimate by more than this fraction of it '
                      '(0: choose the best estimate).', lower_bound=0.0)

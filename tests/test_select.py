@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from cql_sac import eval as cql_eval
+from cql_sac import model_ope
 from cql_sac import ope
 from cql_sac import select
+from cql_sac import tasks
 from cql_sac import train_eval
 from cql_sac.datasets.holdout import holdout_episodes
 from cql_sac.summaries import read_scalars
@@ -19,6 +21,8 @@ from tests.test_train_eval import ENV_NAME, binary_command, run_binary, snapshot
 
 FAST_FQE = ope.FqeConfig(num_steps=300, batch_size=16, hidden_layers=(16, 16),
                          steps_per_call=100)
+FAST_MODEL = model_ope.ModelConfig(ensemble_size=2, hidden_layers=(16,), num_steps=200,
+                                   steps_per_call=100, num_rollouts=5, horizon=20)
 
 
 @pytest.fixture(scope='module')
@@ -93,6 +97,47 @@ def test_select_end_to_end(tiny_run, tmp_path):
         num_steps=300, batch_size=16, hidden_layers=(16, 16)), keep_last_margin=0.1)
   assert [row['fqe_value'] for row in again] == [row['fqe_value'] for row in rows]
   assert chosen['step'] == chosen_step
+
+
+@pytest.mark.slow
+def test_model_estimates_join_the_fqe_estimates(tiny_run, tmp_path):
+  """--estimator=model adds the model's columns to an earlier FQE table without recomputing
+  it, chooses the best model return, and a rerun reuses the saved model and every estimate."""
+  run = _copy(tiny_run, tmp_path)
+  shutil.rmtree(os.path.join(run, select.SELECTION_DIR), ignore_errors=True)
+  _, fqe_rows = select.select(run, FAST_FQE)
+  with pytest.MonkeyPatch.context() as patch:
+    real_estimate = select.estimate
+
+    def model_only(*args):
+      assert args[5] is None, 'FQE estimated again'
+      return real_estimate(*args)
+
+    patch.setattr(select, 'estimate', model_only)
+    chosen, rows = select.select(run, FAST_FQE, estimator='model', estimates=['model'],
+                                 model_config=FAST_MODEL)
+  assert [row['fqe_value'] for row in rows] == [row['fqe_value'] for row in fqe_rows]
+  for row in rows:
+    assert np.isfinite(row['model_return']) and 1 <= row['model_length'] <= 20
+    assert row['model_normalized_score'] == pytest.approx(
+        tasks.d4rl_normalized_score(ENV_NAME, row['model_return']))
+  assert chosen['step'] == max(rows, key=lambda row: row['model_return'])['step']
+  with open(os.path.join(run, select.SELECTION_DIR, select.ESTIMATES_FILE)) as f:
+    assert set(json.load(f)['settings']) == {'policy', 'fqe', 'model'}
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(select, 'estimate', lambda *args: pytest.fail('estimated again'))
+    patch.setattr(model_ope, 'fit_dynamics_model', lambda *args: pytest.fail('fit again'))
+    _, again = select.select(run, FAST_FQE, estimator='model', estimates=['fqe', 'model'],
+                             model_config=FAST_MODEL)
+  assert [row['model_return'] for row in again] == [row['model_return'] for row in rows]
+
+
+def test_an_estimator_without_its_estimates_fails_before_writing(tmp_path):
+  before = snapshot(str(tmp_path))
+  with pytest.raises(select.SelectionError, match=r'--estimates=fqe must .* include model, '
+                     r'which --estimator=model chooses by'):
+    select.select(str(tmp_path), FAST_FQE, estimator='model', estimates=['fqe'])
+  assert snapshot(str(tmp_path)) == before
 
 
 def test_root_dir_without_policies(tmp_path):
