@@ -3,7 +3,9 @@ trusted (the DOPE benchmark's measures, Fu et al. 2021).
 
 For each run directory (a `cql_sac_train_eval` run with a policy saved, and a real evaluation
 logged, at every checkpoint: `benchmarks.quality --save_every_eval`) this runs
-`cql_sac.select.select` (reusing estimates already in <run>/selection/), then per estimator:
+`cql_sac.select.select` (reusing estimates already in <run>/selection/; --estimates=fqe,model
+adds the dynamics model's, whose model runs on one dataset share with --model_cache_dir), then
+per estimator with an estimate:
 
   spearman   the Spearman rank correlation of the estimate with the real normalized score
              over the run's checkpoints (the TD error negated: lower is better);
