@@ -559,10 +559,13 @@ def select(root_dir: str, config: ope.FqeConfig, estimator: str = 'fqe',
   """
   families = list(dict.fromkeys(estimates or (FAMILY_OF[estimator],)))
   unknown = [family for family in families if family not in ESTIMATE_FAMILIES]
-  if unknown or FAMILY_OF[estimator] not in families:
+  if unknown:
+    raise SelectionError(f'--estimates names {", ".join(unknown)}: the families are '
+                         f'{", ".join(ESTIMATE_FAMILIES)}.')
+  if FAMILY_OF[estimator] not in families:
     raise SelectionError(
-        f'--estimates={",".join(families)} must name families of {", ".join(ESTIMATE_FAMILIES)}'
-        f' and include {FAMILY_OF[estimator]}, which --estimator={estimator} chooses by.')
+        f'--estimates={",".join(families)} leaves out {FAMILY_OF[estimator]}, which '
+        f'--estimator={estimator} chooses by: add it, or leave --estimates out.')
   saved = find_saved_policies(root_dir)
   policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(
       saved.saved_model_dir, load_specs_from_pbtxt=True, batch_time_steps=False)

@@ -132,11 +132,14 @@ def test_model_estimates_join_the_fqe_estimates(tiny_run, tmp_path):
   assert [row['model_return'] for row in again] == [row['model_return'] for row in rows]
 
 
-def test_an_estimator_without_its_estimates_fails_before_writing(tmp_path):
+@pytest.mark.parametrize('estimates, message', [
+    (['fqe'], r'--estimates=fqe leaves out model, which --estimator=model chooses by: add it'),
+    (['model', 'mbpo'], r'--estimates names mbpo: the families are fqe, model\.'),
+])
+def test_bad_estimates_fail_before_writing(tmp_path, estimates, message):
   before = snapshot(str(tmp_path))
-  with pytest.raises(select.SelectionError, match=r'--estimates=fqe must .* include model, '
-                     r'which --estimator=model chooses by'):
-    select.select(str(tmp_path), FAST_FQE, estimator='model', estimates=['fqe'])
+  with pytest.raises(select.SelectionError, match=message):
+    select.select(str(tmp_path), FAST_FQE, estimator='model', estimates=estimates)
   assert snapshot(str(tmp_path)) == before
 
 
