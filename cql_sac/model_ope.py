@@ -119,9 +119,12 @@ class DynamicsEnsemble(tf.Module):
 
   def outputs(self, observation: tf.Tensor, action: tf.Tensor) -> tf.Tensor:
     """float32 [K, B, O + 2]: each member's standardized Δs (O), reward and terminal logit."""
-    inputs = tf.concat([observation, action], 1)
-    inputs = (inputs - self.inputs.mean) / self.inputs.std
+    inputs = self.standardized_inputs(observation, action)
     return tf.stack([member(inputs) for member in self.members])
+
+  def standardized_inputs(self, observation: tf.Tensor, action: tf.Tensor) -> tf.Tensor:
+    """float32 [B, O + A]: (s, a) standardized by the fit data's statistics."""
+    return (tf.concat([observation, action], 1) - self.inputs.mean) / self.inputs.std
 
   @tf.function(autograph=False)
   def predict(self, observation: tf.Tensor, action: tf.Tensor):
@@ -187,8 +190,7 @@ def fit_dynamics_model(transitions: Transitions, config: ModelConfig) -> Dynamic
     with tf.GradientTape() as tape:
       loss = 0.0
       for k, member in enumerate(model.members):
-        inputs = tf.concat([observation[k], action[k]], 1)
-        out = member((inputs - model.inputs.mean) / model.inputs.std)
+        out = member(model.standardized_inputs(observation[k], action[k]))
         loss += tf.reduce_mean(tf.square(out[:, :size + 1] - target[k, :, :size + 1]))
         loss += tf.reduce_mean(tf.nn.weighted_cross_entropy_with_logits(
             target[k, :, size + 1], out[:, size + 1], terminal_weight))
