@@ -87,6 +87,43 @@ def check_cql_sac_arguments(action_spec, critic_network, actor_network, cql_alph
         'ActorDistributionNetwork.')
 
 
+def check_state_smoothing_arguments(time_step_spec, critic_network, actor_network, weight,
+                                    epsilon, num_samples) -> None:
+  """Checks `CqlSacAgent`'s `actor_state_smoothing_*` arguments.
+
+  Args:
+    time_step_spec: The agent's `TimeStep` spec.
+    critic_network: The first critic network (None is not checked).
+    actor_network: The actor network.
+    weight: β_s, a number >= 0.
+    epsilon: ε, a number > 0.
+    num_samples: M, an integer >= 1.
+
+  Raises:
+    ValueError: If `weight` is negative or not a number, `epsilon <= 0`, `num_samples < 1`,
+      or if `weight > 0` and the actor or the critic is recurrent, or the observation is not
+      one rank-1 float tensor.
+  """
+  if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0.0:
+    raise ValueError(f'actor_state_smoothing_weight must be a number >= 0, got {weight!r}: '
+                     'it weighs the state-smoothing term of the actor loss (0: none).')
+  _positive_number('actor_state_smoothing_epsilon', epsilon)
+  _integer_at_least('actor_state_smoothing_samples', num_samples, 1,
+                    'It is the number of perturbed states per state.')
+  if not weight > 0:
+    return
+  recurrent = lambda net: net is not None and bool(tf.nest.flatten(net.state_spec))
+  if recurrent(actor_network) or recurrent(critic_network):
+    raise ValueError('actor_state_smoothing_weight > 0 needs a feed-forward actor and '
+                     'critic: set it to 0 for recurrent networks.')
+  observation = tf.nest.flatten(time_step_spec.observation)
+  if len(observation) != 1 or len(observation[0].shape) != 1 or not tf.as_dtype(
+      observation[0].dtype).is_floating:
+    raise ValueError('actor_state_smoothing_weight > 0 needs one rank-1 float observation, '
+                     f'got {time_step_spec.observation}: flatten the observation or set '
+                     'the weight to 0.')
+
+
 def _integer_at_least(name: str, value, minimum: int, meaning: str) -> None:
   """Raises ValueError unless `value` is a (non-bool) integer >= `minimum`."""
   if isinstance(value, bool) or not isinstance(

@@ -47,6 +47,7 @@ from tf_agents.utils import object_identity
 
 from cql_sac.agents import cql_math
 from cql_sac.agents.argument_checks import check_cql_sac_arguments
+from cql_sac.agents.argument_checks import check_state_smoothing_arguments
 from cql_sac.critic_network import q_at_action_sets
 from cql_sac.critic_network import q_values
 
@@ -113,6 +114,7 @@ _SEED_ALPHA = 5
 _SEED_REWARD_NOISE = 6
 _SEED_REPLAY = 7
 _SEED_CQL_NEXT_POLICY = 8
+_SEED_STATE_SMOOTHING = 9
 
 
 @gin.configurable
@@ -198,6 +200,9 @@ class CqlSacAgent(sac_agent.SacAgent):
       num_critics: int = 2,
       actor_ema_tau: Optional[float] = None,
       actor_bc_weight: float = 0.0,
+      actor_state_smoothing_weight: float = 0.0,
+      actor_state_smoothing_epsilon: float = 0.05,
+      actor_state_smoothing_samples: int = 10,
   ):
     """Creates the agent.
 
@@ -312,6 +317,20 @@ class CqlSacAgent(sac_agent.SacAgent):
         (the mode of π(·|s)): TD3+BC's behaviour-cloning term (Fujimoto & Gu 2021, eq. 3,
         λ = α_TD3BC / mean|Q|, so β = 1/α_TD3BC; their α_TD3BC 2.5 is β 0.4) added to
         SAC's actor loss, in Q's units. 0: no term (tf_agents' behaviour).
+      actor_state_smoothing_weight: β_s >= 0. After the BC warm-up the actor also
+        minimizes β_s·sg(mean_B |min_k Q_k(s, a)|)·E_B[max_j mean_A (ā(s + δ_j) − ā(s))²]:
+        the greedy action is asked to change little when the state moves by
+        δ_j = ε·sg(σ_B)·u_j, u_j ~ U[−1, 1]^O, j = 1..M, σ_B the per-dimension standard
+        deviation of the batch's observations (so ε is in the data's units whatever the
+        observation's scale). The policy-smoothing term of RORL (Yang et al. 2022,
+        "RORL: Robust Offline RL via Conservative Smoothing", eq. 6: the worst of sampled
+        perturbations within an ℓ∞ ball), on the greedy action rather than the
+        distribution, and scaled as `actor_bc_weight`. Feed-forward actors with one
+        rank-1 observation only. 0: no term (tf_agents' behaviour).
+      actor_state_smoothing_epsilon: ε > 0, the perturbation's half-width in batch
+        standard deviations.
+      actor_state_smoothing_samples: M >= 1 perturbations per state; the term takes
+        the largest distance over them.
 
     Raises:
       ValueError: If the action spec is not a single float `BoundedTensorSpec`
@@ -320,14 +339,20 @@ class CqlSacAgent(sac_agent.SacAgent):
         `log_cql_alpha_clipping` is not (min, max) with min <= max, if
         `cql_clip_diff_min > cql_clip_diff_max`, `num_critics < 2`,
         `max_target_num_samples < 1`, `actor_ema_tau` outside (0, 1],
-        `actor_bc_weight < 0`, or if the actor is recurrent (non-empty
-        `state_spec`) and the critic is not.
+        `actor_bc_weight < 0`, `actor_state_smoothing_weight < 0`,
+        `actor_state_smoothing_epsilon <= 0`, `actor_state_smoothing_samples < 1`,
+        if the actor is recurrent (non-empty `state_spec`) and the critic is not,
+        or if `actor_state_smoothing_weight > 0` with a recurrent actor or critic or
+        an observation that is not one rank-1 tensor.
     """
     check_cql_sac_arguments(
         action_spec, critic_network, actor_network, cql_alpha, num_cql_samples,
         use_lagrange_cql_alpha, softmax_temperature, log_cql_alpha_clipping,
         cql_clip_diff_min, cql_clip_diff_max, max_target_num_samples, num_critics,
         actor_ema_tau, actor_bc_weight)
+    check_state_smoothing_arguments(
+        time_step_spec, critic_network, actor_network, actor_state_smoothing_weight,
+        actor_state_smoothing_epsilon, actor_state_smoothing_samples)
 
     super().__init__(
         time_step_spec, action_spec, critic_network, actor_network, actor_optimizer,
@@ -378,6 +403,9 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._bc_debug_mode = bc_debug_mode
     self._actor_ema_tau = actor_ema_tau
     self._actor_bc_weight = float(actor_bc_weight)
+    self._state_smoothing = (float(actor_state_smoothing_weight),
+                             float(actor_state_smoothing_epsilon),
+                             int(actor_state_smoothing_samples))
     self._ema_actor_network, self._ema_policy = self._make_ema_actor(actor_policy_ctor)
     self._uniform_log_density = cql_math.uniform_log_density(
         action_spec.minimum, action_spec.maximum, action_spec.shape,
@@ -525,6 +553,11 @@ class CqlSacAgent(sac_agent.SacAgent):
   def _sample_reward_noise(self, shape) -> tf.Tensor:
     """Draws float32 N(0, 1) noise of `shape` [B] for the TD-target reward."""
     return tf.random.stateless_normal(shape, seed=self._seed(_SEED_REWARD_NOISE))
+
+  def _sample_state_perturbations(self, shape) -> tf.Tensor:
+    """Draws float32 U[−1, 1] noise of `shape` [M, B, O] for the state smoothing term."""
+    return tf.random.stateless_uniform(shape, seed=self._seed(_SEED_STATE_SMOOTHING),
+                                       minval=-1.0, maxval=1.0)
 
   def _actions_and_log_probs(self, time_steps, training=False,
                              purpose: int = _SEED_ALPHA):
@@ -958,6 +991,9 @@ class CqlSacAgent(sac_agent.SacAgent):
         q = min_q()
         if self._actor_bc_weight > 0:
           q -= self._actor_bc_penalty(q, distribution.mode(), actions, valid)
+        if self._state_smoothing[0] > 0:
+          q -= self._actor_state_smoothing_penalty(q, time_steps, distribution.mode(),
+                                                   training)
         return q
 
       if self._num_bc_steps > 0:
@@ -999,6 +1035,38 @@ class CqlSacAgent(sac_agent.SacAgent):
     penalty = self._actor_bc_weight * tf.stop_gradient(scale) * squared_error
     if self._debug_summaries:
       tf.compat.v2.summary.scalar('actor_bc_penalty', tf.reduce_mean(penalty),
+                                  step=self.train_step_counter)
+    return penalty
+
+  def _actor_state_smoothing_penalty(self, q, time_steps, greedy_actions, training):
+    """β_s·sg(mean|q|)·max_j mean_A (ā(s + δ_j) − ā(s))² per example, float32 [B].
+
+    Args:
+      q: float32 [B] min_k Q_k at the sampled actions; only its mean magnitude is used,
+        without gradient.
+      time_steps: `TimeStep` [B] whose observation is float32 [B, O].
+      greedy_actions: float32 [B, A], ā(s), the modes of π(·|s) (with gradient).
+      training: Use the training-mode policy at the perturbed states.
+    """
+    weight, epsilon, num_samples = self._state_smoothing
+    observations = time_steps.observation
+    batch_size = tf.shape(observations)[0]
+    scale = epsilon * tf.stop_gradient(tf.math.reduce_std(observations, axis=0))  # [O]
+    noise = self._sample_state_perturbations(
+        tf.stack([num_samples, batch_size, tf.shape(observations)[1]]))
+    perturbed = tf.reshape(observations[None] + noise * scale,
+                           [num_samples * batch_size, -1])
+    tile = lambda x: tf.tile(x, [num_samples])
+    perturbed_steps = time_steps._replace(
+        observation=perturbed, step_type=tile(time_steps.step_type),
+        reward=tile(time_steps.reward), discount=tile(time_steps.discount))
+    moved = self._action_distribution(perturbed_steps, training).mode()
+    moved = tf.reshape(moved, [num_samples, batch_size, -1])
+    distance = tf.reduce_max(
+        tf.reduce_mean(tf.math.squared_difference(moved, greedy_actions[None]), -1), 0)
+    penalty = weight * tf.stop_gradient(tf.reduce_mean(tf.abs(q))) * distance
+    if self._debug_summaries:
+      tf.compat.v2.summary.scalar('actor_state_smoothing_penalty', tf.reduce_mean(penalty),
                                   step=self.train_step_counter)
     return penalty
 

@@ -131,6 +131,9 @@ class InjectedSamplesAgent(cql_sac_agent.CqlSacAgent):
   def _sample_reward_noise(self, shape):
     return tf.constant(self.injected['reward_noise'], tf.float32)
 
+  def _sample_state_perturbations(self, shape):
+    return tf.constant(self.injected['state_perturbation'], tf.float32)
+
 
 class _Untracked:
   """Holds a value where tf.Module's attribute tracking does not look."""

@@ -105,11 +105,14 @@ def cql_loss(critics, actor_layers, observations, actions, policy_actions,
 
 
 def actor_loss(critics, actor_layers, observations, data_actions, sampled_actions,
-               *, alpha, behaviour_cloning, bounds, bc_weight=0.0):
+               *, alpha, behaviour_cloning, bounds, bc_weight=0.0, smoothing=None):
   """E_B[α log π(a|s) − target], target = min_k Q_k(s,a) or log π(a_data|s) (BC).
 
   With bc_weight β, TD3+BC's term (Fujimoto & Gu 2021, eq. 3) is added outside BC:
   β·mean_B|min_k Q_k|·mean_B mean_A (ā(s) − a_data)², ā(s) = c + m·tanh(loc(s)).
+  With smoothing = (β_s, ε, u [M, B, O]), RORL's policy-smoothing term is added outside BC:
+  β_s·mean_B|min_k Q_k|·mean_B max_j mean_A (ā(s + ε·σ·u_j) − ā(s))², σ the batch's
+  per-dimension (population) standard deviation of s.
   """
   log_pi = policy_log_prob(actor_layers, observations, sampled_actions, *bounds)
   if behaviour_cloning:
@@ -120,6 +123,13 @@ def actor_loss(critics, actor_layers, observations, data_actions, sampled_action
   loc = mlp(observations, actor_layers)[..., :data_actions.shape[-1]]
   greedy = (maximum + minimum) / 2.0 + (maximum - minimum) / 2.0 * np.tanh(loc)
   penalty = bc_weight * np.mean(np.abs(q)) * np.mean((greedy - data_actions) ** 2)
+  if smoothing is not None:
+    weight, epsilon, noise = smoothing
+    moved_loc = mlp(observations + epsilon * observations.std(0) * noise,
+                    actor_layers)[..., :data_actions.shape[-1]]
+    moved = (maximum + minimum) / 2.0 + (maximum - minimum) / 2.0 * np.tanh(moved_loc)
+    distance = np.max(np.mean((moved - greedy) ** 2, axis=-1), axis=0)
+    penalty += weight * np.mean(np.abs(q)) * np.mean(distance)
   return np.mean(alpha * log_pi - q) + penalty
 
 

@@ -26,6 +26,12 @@ from tests.agents import agent_fixtures as fx
     (dict(actor_ema_tau=1.5), r'actor_ema_tau must be None or in \(0, 1\], got 1.5'),
     (dict(actor_bc_weight=-0.1), r'actor_bc_weight must be a number >= 0, got -0.1'),
     (dict(actor_bc_weight=True), r'actor_bc_weight must be a number >= 0, got True'),
+    (dict(actor_state_smoothing_weight=-1.0),
+     r'actor_state_smoothing_weight must be a number >= 0, got -1.0'),
+    (dict(actor_state_smoothing_epsilon=0.0),
+     r'actor_state_smoothing_epsilon must be > 0, got 0.0'),
+    (dict(actor_state_smoothing_samples=0),
+     r'actor_state_smoothing_samples must be an integer >= 1, got 0'),
 ])
 def test_bad_arguments_raise_value_error(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -68,9 +74,11 @@ def test_constructor_matches_tf_agents_signature():
       'per_dimension_uniform_log_density', 'reward_noise_is_variance',
       'log_cql_alpha_straight_through', 'cql_clip_diff_min', 'cql_clip_diff_max',
       'cql_next_state_samples', 'cql_importance_sample', 'max_target_backup',
-      'max_target_num_samples', 'num_critics', 'actor_ema_tau', 'actor_bc_weight']
+      'max_target_num_samples', 'num_critics', 'actor_ema_tau', 'actor_bc_weight',
+      'actor_state_smoothing_weight', 'actor_state_smoothing_epsilon',
+      'actor_state_smoothing_samples']
   assert [p.default for p in ours[len(theirs):]] == [False] * 3 + [
-      -np.inf, np.inf, False, True, False, None, 2, None, 0.0]
+      -np.inf, np.inf, False, True, False, None, 2, None, 0.0, 0.0, 0.05, 10]
 
 
 def test_loss_returns_cql_losses_without_training():

@@ -4,7 +4,9 @@ import pytest
 import tensorflow as tf
 from tf_agents.policies import greedy_policy
 from tf_agents.trajectories import time_step as ts
+from tf_agents.utils import common
 
+from tests.agents import agent_fixtures as fx
 from tests.agents import bandit
 
 
@@ -70,3 +72,44 @@ def test_actor_bc_weight_holds_the_greedy_action_at_the_data():
   plain_action, cloned_action = _greedy_action(plain), _greedy_action(cloned)
   assert plain_action > 0.2, plain_action
   assert abs(cloned_action + 0.5) < 0.1, cloned_action
+
+
+def _contextual_batch(rng, batch_size=64):
+  """One-step transitions whose best first action component is 0.8·tanh(4·s_0): sharp in s."""
+  s = rng.normal(size=(batch_size, fx.OBS_DIM))
+  a = rng.uniform(-0.9, 0.9, size=(batch_size, 2))
+  r = -np.sum((a - 0.8 * np.tanh(4.0 * s[:, :1])) ** 2, axis=-1)
+  return s, a, r, np.zeros(batch_size), s
+
+
+def _greedy_actions(agent, observations):
+  time_step = ts.restart(tf.constant(observations, tf.float32),
+                         batch_size=observations.shape[0])
+  return greedy_policy.GreedyPolicy(agent.policy).action(time_step).action.numpy()
+
+
+@pytest.mark.slow
+def test_actor_state_smoothing_makes_the_greedy_action_vary_less_with_the_state():
+  """On a contextual bandit whose best action is sharp in the state, the plain actor follows
+  it (correlation 0.94 measured) and moves by 0.068 (mean |Δā|) when the state moves within
+  ±0.3 per dimension; with the smoothing term (β_s 50, ε 0.3 batch std) the greedy action
+  moves by 0.022 (measured), still ordered by the state (correlation 0.89)."""
+  rng = np.random.default_rng(2)
+  states = rng.normal(size=(256, fx.OBS_DIM))
+  moves = [0.3 * rng.uniform(-1.0, 1.0, size=states.shape) for _ in range(5)]
+  results = {}
+  for weight in (0.0, 50.0):
+    agent = fx.make_agent(cql_alpha=0.5, hidden=(32, 32), actor_state_smoothing_weight=weight,
+                          actor_state_smoothing_epsilon=0.3)
+    train = common.function(agent.train)
+    data_rng = np.random.default_rng(0)
+    for _ in range(1000):
+      train(fx.as_trajectory(_contextual_batch(data_rng)))
+    greedy = _greedy_actions(agent, states)
+    change = np.mean([np.abs(_greedy_actions(agent, states + m) - greedy).mean()
+                      for m in moves])
+    fit = np.corrcoef(greedy[:, 0], np.tanh(4.0 * states[:, 0]))[0, 1]
+    results[weight] = (change, fit)
+  (plain_change, plain_fit), (smooth_change, smooth_fit) = results[0.0], results[50.0]
+  assert plain_fit > 0.8 and smooth_fit > 0.7, results
+  assert smooth_change < 0.5 * plain_change, results

@@ -258,6 +258,30 @@ def test_actor_bc_term_matches_numpy(num_bc_steps):
     assert abs(want - ref.actor_loss(*args, **kwargs)) > 1e-3
 
 
+@pytest.mark.parametrize('num_bc_steps', [0, 1])
+def test_actor_state_smoothing_term_matches_numpy(num_bc_steps):
+  """actor_state_smoothing_weight adds β_s·mean|min Q|·mean_B max_j mean_A (ā(s + δ_j) − ā(s))²,
+  δ_j = ε·σ_B·u_j, after the warm-up and not in it."""
+  rng = np.random.default_rng(15)
+  weight, epsilon, samples = 2.0, 0.3, 3
+  agent = _agent(rng, actor_state_smoothing_weight=weight,
+                 actor_state_smoothing_epsilon=epsilon,
+                 actor_state_smoothing_samples=samples, num_bc_steps=num_bc_steps)
+  batch = fx.random_batch(rng, B)
+  noise = rng.uniform(-1.0, 1.0, size=(samples,) + batch[0].shape)
+  agent.injected = dict(agent.injected, state_perturbation=noise)
+  time_steps, actions, _ = fx.transition_parts(agent, batch)
+  got = agent.actor_loss(time_steps, actions)
+  kwargs = dict(alpha=np.exp(0.3), behaviour_cloning=bool(num_bc_steps),
+                bounds=_bounds(agent))
+  args = (_critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
+          agent.injected[cql._SEED_ACTOR])
+  want = ref.actor_loss(*args, smoothing=(weight, epsilon, noise), **kwargs)
+  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
+  if not num_bc_steps:  # The term is really there: it differs from the plain loss.
+    assert abs(want - ref.actor_loss(*args, **kwargs)) > 1e-3
+
+
 def test_sac_alpha_loss_matches_numpy():
   rng = np.random.default_rng(5)
   agent = _agent(rng)

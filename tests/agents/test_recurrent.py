@@ -133,5 +133,11 @@ def test_recurrent_actor_needs_a_recurrent_critic():
                   actor_network=actor)
 
 
+def test_state_smoothing_needs_feed_forward_networks():
+  with pytest.raises(ValueError, match='actor_state_smoothing_weight > 0 needs a feed-forward'):
+    _agent(actor_state_smoothing_weight=1.0)
+  _agent(actor_state_smoothing_weight=0.0)  # Off: recurrent networks are fine.
+
+
 def test_feed_forward_agent_trains_on_pairs():
   assert not fx.make_agent().trains_on_sequences
