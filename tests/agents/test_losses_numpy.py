@@ -240,35 +240,25 @@ def test_actor_loss_matches_numpy(bc):
   np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
 
 
+_ACTOR_TERMS = {  # The agent's arguments, and the NumPy reference's given the injected noise.
+    'bc': (dict(actor_bc_weight=0.4), lambda noise: dict(bc_weight=0.4)),
+    'state_smoothing': (dict(actor_state_smoothing_weight=2.0, actor_state_smoothing_epsilon=0.3,
+                             actor_state_smoothing_samples=3),
+                        lambda noise: dict(smoothing=(2.0, 0.3, noise))),
+}
+
+
+@pytest.mark.parametrize('term', sorted(_ACTOR_TERMS))
 @pytest.mark.parametrize('num_bc_steps', [0, 1])
-def test_actor_bc_term_matches_numpy(num_bc_steps):
-  """actor_bc_weight adds β·mean|min Q|·mean (ā − a_data)² after the warm-up, not in it."""
+def test_actor_regularizer_matches_numpy(term, num_bc_steps):
+  """After the warm-up, not in it: actor_bc_weight adds β·mean|min Q|·mean (ā − a_data)²;
+  actor_state_smoothing_weight adds β_s·mean|min Q|·mean_B max_j mean_A (ā(s + δ_j) − ā(s))²,
+  δ_j = ε·σ_B·u_j (3 perturbations u_j injected)."""
   rng = np.random.default_rng(14)
-  agent = _agent(rng, actor_bc_weight=0.4, num_bc_steps=num_bc_steps)
+  agent_kwargs, reference_kwargs = _ACTOR_TERMS[term]
+  agent = _agent(rng, num_bc_steps=num_bc_steps, **agent_kwargs)
   batch = fx.random_batch(rng, B)
-  time_steps, actions, _ = fx.transition_parts(agent, batch)
-  got = agent.actor_loss(time_steps, actions)
-  kwargs = dict(alpha=np.exp(0.3), behaviour_cloning=bool(num_bc_steps),
-                bounds=_bounds(agent))
-  args = (_critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
-          agent.injected[cql._SEED_ACTOR])
-  want = ref.actor_loss(*args, bc_weight=0.4, **kwargs)
-  np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
-  if not num_bc_steps:  # The term is really there: it differs from the plain loss.
-    assert abs(want - ref.actor_loss(*args, **kwargs)) > 1e-3
-
-
-@pytest.mark.parametrize('num_bc_steps', [0, 1])
-def test_actor_state_smoothing_term_matches_numpy(num_bc_steps):
-  """actor_state_smoothing_weight adds β_s·mean|min Q|·mean_B max_j mean_A (ā(s + δ_j) − ā(s))²,
-  δ_j = ε·σ_B·u_j, after the warm-up and not in it."""
-  rng = np.random.default_rng(15)
-  weight, epsilon, samples = 2.0, 0.3, 3
-  agent = _agent(rng, actor_state_smoothing_weight=weight,
-                 actor_state_smoothing_epsilon=epsilon,
-                 actor_state_smoothing_samples=samples, num_bc_steps=num_bc_steps)
-  batch = fx.random_batch(rng, B)
-  noise = rng.uniform(-1.0, 1.0, size=(samples,) + batch[0].shape)
+  noise = rng.uniform(-1.0, 1.0, size=(3,) + batch[0].shape)
   agent.injected = dict(agent.injected, state_perturbation=noise)
   time_steps, actions, _ = fx.transition_parts(agent, batch)
   got = agent.actor_loss(time_steps, actions)
@@ -276,7 +266,7 @@ def test_actor_state_smoothing_term_matches_numpy(num_bc_steps):
                 bounds=_bounds(agent))
   args = (_critics(agent), fx.layers(agent._actor_network), batch[0], batch[1],
           agent.injected[cql._SEED_ACTOR])
-  want = ref.actor_loss(*args, smoothing=(weight, epsilon, noise), **kwargs)
+  want = ref.actor_loss(*args, **reference_kwargs(noise), **kwargs)
   np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=ATOL)
   if not num_bc_steps:  # The term is really there: it differs from the plain loss.
     assert abs(want - ref.actor_loss(*args, **kwargs)) > 1e-3
