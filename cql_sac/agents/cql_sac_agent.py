@@ -27,9 +27,9 @@ A = action dimension, T = `softmax_temperature`, α = SAC temperature
 Q̄1/Q̄2 their target copies.
 
 Randomness: every draw (next-state actions for the TD target, CQL policy and
-uniform samples, actor and α-loss samples, reward noise) is a stateless draw
-seeded by (`random_seed`, train step, replica id, purpose). A run is therefore
-reproducible, resumes with the same stream after a checkpoint restore, and a
+uniform samples, actor and α-loss samples, reward noise, the state-smoothing
+perturbations) is a stateless draw seeded by (`random_seed`, train step, replica id,
+purpose). A run is therefore reproducible, resumes with the same stream after a checkpoint restore, and a
 fused multi-step learner draws exactly what single `train()` calls draw.
 """
 
@@ -955,11 +955,14 @@ class CqlSacAgent(sac_agent.SacAgent):
       BC (train step < num_bc_steps): E_B[α·log π(a|s) − log π(a_data|s)]
       otherwise (SAC):                E_B[α·log π(a|s) − min_k Q_k(s, a)]
                                   + β·sg(E_B|min_k Q_k(s, a)|)·E_B[mean_A (ā(s) − a_data)²]
+                                  + β_s·sg(E_B|min_k Q_k(s, a)|)
+                                        ·E_B[max_j mean_A (ā(s + δ_j) − ā(s))²]
 
     with a ~ π(·|s) reparameterized, ā(s) the greedy action (the mode), α and the
     critics held fixed (CQL paper Appendix F, "policy_eval_start"; Haarnoja et al.
     2018, eq. 7); the β term only with `actor_bc_weight` β > 0 (TD3+BC, Fujimoto & Gu
-    2021, eq. 3).
+    2021, eq. 3), the β_s term only with `actor_state_smoothing_weight` β_s > 0 (RORL,
+    Yang et al. 2022, eq. 6; δ_j as in the constructor's docstring).
 
     Args:
       time_steps: `TimeStep` [B].
