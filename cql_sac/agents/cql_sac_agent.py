@@ -29,8 +29,8 @@ Q̄1/Q̄2 their target copies.
 Randomness: every draw (next-state actions for the TD target, CQL policy and
 uniform samples, actor and α-loss samples, reward noise, the state-smoothing
 perturbations) is a stateless draw seeded by (`random_seed`, train step, replica id,
-purpose). A run is therefore reproducible, resumes with the same stream after a checkpoint restore, and a
-fused multi-step learner draws exactly what single `train()` calls draw.
+purpose). A run is therefore reproducible, resumes with the same stream after a checkpoint
+restore, and a fused multi-step learner draws exactly what single `train()` calls draw.
 """
 
 from typing import NamedTuple, Optional, Tuple
