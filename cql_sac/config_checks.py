@@ -169,7 +169,8 @@ def _check_online(arguments: Dict[str, object]) -> None:
 
   Raises:
     ConfigError: For `mixing_ratio` outside [0, 1], `cql_alpha_online` < 0 or with
-      Lagrange, `cosine_decay_actor_learning_rate`, `sample_in_loop`, a shared table
+      Lagrange, `cosine_decay_actor_learning_rate` or `cosine_decay_critic_learning_rate`,
+      `sample_in_loop`, a shared table
       (`mixing_ratio` None) on an external server,
       or a dataset recorded in another environment than `env_name`.
   """
@@ -184,10 +185,12 @@ def _check_online(arguments: Dict[str, object]) -> None:
     raise ConfigError(f'train_eval.cql_alpha_online={alpha!r} sets a fixed CQL weight >= 0 '
                       'for the online phase; with use_lagrange_cql_alpha = True α\' is '
                       'learned: set cql_alpha_online = None, or use_lagrange_cql_alpha = False.')
-  if arguments['cosine_decay_actor_learning_rate']:
-    raise ConfigError('train_eval.cosine_decay_actor_learning_rate decays the actor\'s '
-                      'learning rate to 0 by the end of offline training, so online '
-                      'fine-tuning would not train it; set it False (or online_env_steps = 0).')
+  for name, networks in (('actor', "actor's"), ('critic', "critics'")):
+    if arguments[f'cosine_decay_{name}_learning_rate']:
+      raise ConfigError(f'train_eval.cosine_decay_{name}_learning_rate decays the {networks} '
+                        'learning rate to 0 by the end of offline training, so online '
+                        'fine-tuning would not train them; set it False (or online_env_steps '
+                        '= 0).')
   if arguments['sample_in_loop']:
     raise ConfigError('Online fine-tuning adds transitions to Reverb tables; set '
                       'train_eval.sample_in_loop = False (or online_env_steps = 0).')

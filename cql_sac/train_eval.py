@@ -157,6 +157,7 @@ def train_eval(
     actor_learning_rate: types.Float = 3e-5,
     cosine_decay_actor_learning_rate: bool = False,
     critic_learning_rate: types.Float = 3e-4,
+    cosine_decay_critic_learning_rate: bool = False,
     alpha_learning_rate: types.Float = 3e-4,
     reward_scale_factor: types.Float = 1.0,
     cql_alpha_learning_rate: types.Float = 3e-4,
@@ -241,6 +242,9 @@ def train_eval(
       lr(n) = lr·(1 + cos(π·n / num_gradient_updates)) / 2 (Loshchilov & Hutter 2017; IQL's
       official code decays its actor so, Kostrikov et al. 2021). Offline training only.
     critic_learning_rate: Adam learning rate of the two critics.
+    cosine_decay_critic_learning_rate: Decay the critics' learning rate from
+      `critic_learning_rate` to 0 by the same half cosine, so that the critics' preference
+      among actions stops changing by the end of training. Offline training only.
     alpha_learning_rate: Adam learning rate of the SAC temperature log α.
     reward_scale_factor: Multiplies rewards in the TD target.
     cql_alpha_learning_rate: Adam learning rate of log α' (CQL-Lagrange only).
@@ -596,8 +600,9 @@ class _Training(NamedTuple):
   cql_alpha: Optional[tf.Variable]
 
 
-def actor_learning_rate(learning_rate: float, cosine_decay: bool, decay_steps: int):
-  """The actor optimizer's learning rate: a constant, or a cosine decay to 0.
+def learning_rate_schedule(learning_rate: float, cosine_decay: bool, decay_steps: int):
+  """An optimizer's learning rate (the actor's or the critics'): a constant, or a cosine decay
+  to 0.
 
   Args:
     learning_rate: The initial (or constant) learning rate, > 0.
@@ -645,10 +650,12 @@ def _build_agent(config: SimpleNamespace, data: _Dataset) -> _Training:
         time_step_spec, action_spec,
         actor_network=networks.actor,
         critic_network=networks.critic_1,
-        actor_optimizer=tf.keras.optimizers.Adam(learning_rate=actor_learning_rate(
+        actor_optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate_schedule(
             config.actor_learning_rate, config.cosine_decay_actor_learning_rate,
             config.num_gradient_updates)),
-        critic_optimizer=tf.keras.optimizers.Adam(learning_rate=config.critic_learning_rate),
+        critic_optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate_schedule(
+            config.critic_learning_rate, config.cosine_decay_critic_learning_rate,
+            config.num_gradient_updates)),
         alpha_optimizer=tf.keras.optimizers.Adam(learning_rate=config.alpha_learning_rate),
         cql_alpha=config.cql_alpha if variable is None else variable,
         num_cql_samples=config.num_cql_samples,

@@ -124,6 +124,8 @@ def test_cal_ql_antmaze_recipe_fine_tunes_in_the_real_antmaze(antmaze_dataset_di
     (dict(sample_in_loop=True), r'Online fine-tuning adds transitions to Reverb tables'),
     (dict(cosine_decay_actor_learning_rate=True),
      r'cosine_decay_actor_learning_rate decays the actor\'s learning rate to 0'),
+    (dict(cosine_decay_critic_learning_rate=True),
+     r'cosine_decay_critic_learning_rate decays the critics\' learning rate to 0'),
     (dict(mixing_ratio=None, replay_server_address='localhost:1'),
      r'mixing_ratio = None adds online transitions to the dataset'),
     (dict(env_name='walker2d-random-v2'),

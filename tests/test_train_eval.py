@@ -257,11 +257,11 @@ def test_numbers_out_of_range_fail_before_touching_root_dir(tmp_path, dataset_di
   assert not root_dir.exists()
 
 
-def test_cosine_decay_of_the_actor_learning_rate_follows_the_formula():
+def test_cosine_decay_of_a_learning_rate_follows_the_formula():
   """Update n (from 0) uses lr·(1 + cos(π·n / N)) / 2, held at 0 from update N on."""
-  assert train_eval.actor_learning_rate(3e-5, False, 100) == 3e-5
+  assert train_eval.learning_rate_schedule(3e-5, False, 100) == 3e-5
   optimizer = tf.keras.optimizers.Adam(
-      learning_rate=train_eval.actor_learning_rate(1e-3, True, 10))
+      learning_rate=train_eval.learning_rate_schedule(1e-3, True, 10))
   variable = tf.Variable([1.0])
   for step in range(13):
     optimizer.apply_gradients([(tf.constant([1.0]), variable)])  # The rate of update `step`:
