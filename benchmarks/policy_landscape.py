@@ -180,6 +180,10 @@ def main(argv: Sequence[str]) -> None:
     pairs.append((int(parts[0]), int(parts[1])))
   if not f.steps and not pairs:
     raise app.UsageError('Pass --steps (random directions) or --lines (training line), or both.')
+  if f.episodes < 1 or f.directions < 1 or f.points < 2 or min(f.radii) < 0:
+    raise app.UsageError('--episodes and --directions must be >= 1, --points >= 2 and every '
+                         f'--radii >= 0; got {f.episodes}, {f.directions}, {f.points}, '
+                         f'{f.radii}.')
   try:
     scorer = load_scorer(f.root_dir, f.episodes, f.seed)
     for step in list(f.steps) + [s for pair in pairs for s in pair]:

@@ -74,6 +74,7 @@ def test_binary_scores_random_moves_and_the_training_line(tiny_run, tmp_path):
     (['--lines=200:100'], '--lines=200:100 is not START:END with START < END'),
     (['--steps=150'], 'No policy checkpoint at step 150'),
     ([], 'Pass --steps'),
+    (['--steps=100', '--episodes=0'], '--episodes and --directions must be >= 1'),
 ])
 def test_bad_flags_fail_before_writing(tiny_run, tmp_path, flags, message):
   output = str(tmp_path / 'landscape')
