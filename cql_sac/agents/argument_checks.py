@@ -4,6 +4,8 @@ Each check raises `ValueError` with the argument's name, the value given and wha
 instead, before the agent builds anything.
 """
 
+from typing import Tuple
+
 import numpy as np
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
@@ -88,8 +90,9 @@ def check_cql_sac_arguments(action_spec, critic_network, actor_network, cql_alph
 
 
 def check_state_smoothing_arguments(time_step_spec, critic_network, actor_network, weight,
-                                    epsilon, num_samples) -> None:
-  """Checks `CqlSacAgent`'s `actor_state_smoothing_*` arguments.
+                                    epsilon, num_samples) -> Tuple[float, float, int]:
+  """Checks `CqlSacAgent`'s `actor_state_smoothing_*` arguments; returns them as
+  (weight float, epsilon float, num_samples int).
 
   Args:
     time_step_spec: The agent's `TimeStep` spec.
@@ -110,8 +113,9 @@ def check_state_smoothing_arguments(time_step_spec, critic_network, actor_networ
   _positive_number('actor_state_smoothing_epsilon', epsilon)
   _integer_at_least('actor_state_smoothing_samples', num_samples, 1,
                     'It is the number of perturbed states per state.')
+  checked = (float(weight), float(epsilon), int(num_samples))
   if not weight > 0:
-    return
+    return checked
   recurrent = lambda net: net is not None and bool(tf.nest.flatten(net.state_spec))
   if recurrent(actor_network) or recurrent(critic_network):
     raise ValueError('actor_state_smoothing_weight > 0 needs a feed-forward actor and '
@@ -122,6 +126,7 @@ def check_state_smoothing_arguments(time_step_spec, critic_network, actor_networ
     raise ValueError('actor_state_smoothing_weight > 0 needs one rank-1 float observation, '
                      f'got {time_step_spec.observation}: flatten the observation or set '
                      'the weight to 0.')
+  return checked
 
 
 def _integer_at_least(name: str, value, minimum: int, meaning: str) -> None:

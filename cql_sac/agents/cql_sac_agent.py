@@ -350,7 +350,7 @@ class CqlSacAgent(sac_agent.SacAgent):
         use_lagrange_cql_alpha, softmax_temperature, log_cql_alpha_clipping,
         cql_clip_diff_min, cql_clip_diff_max, max_target_num_samples, num_critics,
         actor_ema_tau, actor_bc_weight)
-    check_state_smoothing_arguments(
+    state_smoothing = check_state_smoothing_arguments(
         time_step_spec, critic_network, actor_network, actor_state_smoothing_weight,
         actor_state_smoothing_epsilon, actor_state_smoothing_samples)
 
@@ -372,16 +372,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._sequences = bool(tf.nest.flatten(critic_network.state_spec))
     self._recurrent_actor = actor_network is not None and bool(
         tf.nest.flatten(actor_network.state_spec))
-    self._use_lagrange_cql_alpha = use_lagrange_cql_alpha
-    if use_lagrange_cql_alpha:
-      self._log_cql_alpha = tf.Variable(
-          tf.math.log(tf.cast(tf.convert_to_tensor(cql_alpha), tf.float32)),
-          trainable=True, name='log_cql_alpha')
-      self._cql_tau = cql_tau
-      self._cql_alpha_optimizer = tf.keras.optimizers.Adam(
-          learning_rate=cql_alpha_learning_rate)
-    else:
-      self._cql_alpha = cql_alpha
+    self._set_cql_alpha(cql_alpha, use_lagrange_cql_alpha, cql_tau, cql_alpha_learning_rate)
     self._num_cql_samples = int(num_cql_samples)
     self._include_critic_entropy_term = include_critic_entropy_term
     self._reward_noise_variance = reward_noise_variance
@@ -403,9 +394,7 @@ class CqlSacAgent(sac_agent.SacAgent):
     self._bc_debug_mode = bc_debug_mode
     self._actor_ema_tau = actor_ema_tau
     self._actor_bc_weight = float(actor_bc_weight)
-    self._state_smoothing = (float(actor_state_smoothing_weight),
-                             float(actor_state_smoothing_epsilon),
-                             int(actor_state_smoothing_samples))
+    self._state_smoothing = state_smoothing
     self._ema_actor_network, self._ema_policy = self._make_ema_actor(actor_policy_ctor)
     self._uniform_log_density = cql_math.uniform_log_density(
         action_spec.minimum, action_spec.maximum, action_spec.shape,
@@ -415,6 +404,18 @@ class CqlSacAgent(sac_agent.SacAgent):
       random_seed = tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int64)
     self._random_seed = tf.Variable(tf.cast(random_seed, tf.int64), trainable=False,
                                     dtype=tf.int64, name='random_seed')
+
+  def _set_cql_alpha(self, cql_alpha, use_lagrange: bool, cql_tau, learning_rate) -> None:
+    """α' as given, or (Lagrange) the variable log α' with its threshold τ and optimizer."""
+    self._use_lagrange_cql_alpha = use_lagrange
+    if not use_lagrange:
+      self._cql_alpha = cql_alpha
+      return
+    self._log_cql_alpha = tf.Variable(
+        tf.math.log(tf.cast(tf.convert_to_tensor(cql_alpha), tf.float32)),
+        trainable=True, name='log_cql_alpha')
+    self._cql_tau = cql_tau
+    self._cql_alpha_optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
 
   # ---------------------------------------------------------------------------
   # The critic ensemble.
