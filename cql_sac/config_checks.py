@@ -17,6 +17,7 @@ import tensorflow as tf
 from cql_sac import checkpoints
 
 from cql_sac.agents.cal_ql_agent import CalQlAgent
+from cql_sac.agents.combo_agent import ComboAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.datasets.holdout import holdout_seed
 from cql_sac.datasets.loading import recorded_env_name
@@ -42,8 +43,8 @@ def check_config(config: SimpleNamespace) -> None:
       another agent class, bad online settings (`_check_online`), a bad or changed
       `holdout_fraction` (`_check_holdout`), Cal-QL with an external Reverb server, a
       sequence length that does not fit the networks or an option recurrent networks cannot
-      take (`_check_sequences`), `velocities_hidden` for a task without that variant, or an
-      unwritable `root_dir`.
+      take (`_check_sequences`), an option COMBO cannot take (`_check_combo`),
+      `velocities_hidden` for a task without that variant, or an unwritable `root_dir`.
   """
   arguments = vars(config)
   _check_numbers(arguments)
@@ -65,6 +66,8 @@ def check_config(config: SimpleNamespace) -> None:
   if config.replay_server_address and issubclass(agent_class, CalQlAgent):
     raise ConfigError('CalQlAgent needs returns-to-go in the replay, which an external Reverb '
                       'server does not store; drop --replay_server_address.')
+  if issubclass(agent_class, ComboAgent):
+    _check_combo(arguments)
   _check_sequences(arguments)
   if config.velocities_hidden:
     try:
@@ -72,6 +75,21 @@ def check_config(config: SimpleNamespace) -> None:
     except ValueError as e:
       raise ConfigError(f'train_eval.velocities_hidden: {e}') from e
   _check_root_dir(config.root_dir)
+
+
+# Options COMBO's mixed batches cannot take: train_eval argument -> why.
+_NOT_WITH_COMBO = {
+    'sample_in_loop': 'the compiled in-memory sampler draws only the dataset\'s items',
+    'online_env_steps': 'online fine-tuning mixes its own table into the batches',
+}
+
+
+def _check_combo(arguments: Dict) -> None:
+  """ComboAgent's batches mix the dataset's table with the model's (`mixed_dataset`)."""
+  for option, why in _NOT_WITH_COMBO.items():
+    if arguments[option]:
+      raise ConfigError(f'train_eval.{option} cannot run with ComboAgent ({why}); unset it or '
+                        'train with CqlSacAgent.')
 
 
 # train_eval's numeric arguments and what each allows (`_check_numbers`).

@@ -139,13 +139,34 @@ class DynamicsEnsemble(tf.Module):
       terminal probability float32 [B]).
     """
     outputs = self.outputs(observation, action)
-    mean = tf.reduce_mean(outputs, 0)
-    size = self._observation_size
-    next_observation = observation + mean[:, :size] * self.deltas.std + self.deltas.mean
-    next_observation = tf.clip_by_value(next_observation, self.state_low, self.state_high)
-    reward = mean[:, size] * self.rewards.std[0] + self.rewards.mean[0]
-    terminal = tf.reduce_mean(tf.sigmoid(outputs[:, :, size + 1]), 0)
+    terminal = tf.reduce_mean(tf.sigmoid(outputs[:, :, self._observation_size + 1]), 0)
+    next_observation, reward, _ = self._step(observation, tf.reduce_mean(outputs, 0))
     return next_observation, reward, terminal
+
+  @tf.function(autograph=False)
+  def member_predict(self, observation: tf.Tensor, action: tf.Tensor, member: tf.Tensor):
+    """One step predicted by a chosen member per row (MOPO's and COMBO's rollouts).
+
+    Args:
+      observation: float32 [B, O], s.
+      action: float32 [B, A], a.
+      member: int32 [B], the member k in [0, K) of each row.
+
+    Returns:
+      (s' float32 [B, O] clipped as `predict`'s, r float32 [B] reward units, terminal
+      probability float32 [B]), each member k's own.
+    """
+    outputs = self.outputs(observation, action)  # [K, B, O + 2]
+    rows = tf.range(tf.shape(member)[0])
+    return self._step(observation, tf.gather_nd(outputs, tf.stack([member, rows], 1)))
+
+  def _step(self, observation: tf.Tensor, output: tf.Tensor):
+    """(s', r, terminal probability) of standardized outputs [B, O + 2] at s [B, O]."""
+    size = self._observation_size
+    next_observation = observation + output[:, :size] * self.deltas.std + self.deltas.mean
+    next_observation = tf.clip_by_value(next_observation, self.state_low, self.state_high)
+    reward = output[:, size] * self.rewards.std[0] + self.rewards.mean[0]
+    return next_observation, reward, tf.sigmoid(output[:, size + 1])
 
 
 def fit_dynamics_model(transitions: Transitions, config: ModelConfig) -> DynamicsEnsemble:

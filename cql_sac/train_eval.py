@@ -74,6 +74,7 @@ from cql_sac import eval as cql_eval
 from cql_sac import finetune
 
 from cql_sac.agents.cal_ql_agent import CalQlAgent
+from cql_sac.agents.combo_agent import ComboAgent
 from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.datasets.holdout import holdout_episodes
 from cql_sac.datasets.holdout import holdout_seed
@@ -88,6 +89,7 @@ from cql_sac.datasets.replay import Replay
 from cql_sac.datasets.replay import build_in_memory_replay
 from cql_sac.datasets.replay import build_online_replay
 from cql_sac.datasets.replay import build_replay
+from cql_sac.datasets.replay import mixed_dataset
 from cql_sac.datasets.returns import returns_to_go
 from cql_sac.datasets.steps import EpisodeSteps
 from cql_sac.datasets.validation import DatasetStats
@@ -96,6 +98,8 @@ from cql_sac.envs import load_env
 from cql_sac.envs import positions_only
 from cql_sac.learner import CqlLearner
 from cql_sac.learner import iterations_until_next_stop
+from cql_sac.model_rollouts import ModelRolloutWriter
+from cql_sac.model_rollouts import build_rollout_writer
 from cql_sac.networks import ObservationStatistics
 from cql_sac.networks import make_networks
 from cql_sac import policies
@@ -369,13 +373,15 @@ def _locked_train_eval(config: SimpleNamespace) -> TrainEvalResult:
   replays = _build_replay(config, data)
   try:
     training = _build_agent(config, data)
-    cql_learner, eval_tf_policy = _build_learner(config, training, replays.offline)
+    rollouts = _build_rollouts(config, data, training, replays.offline)
+    cql_learner, eval_tf_policy = _build_learner(config, training, replays.offline, rollouts)
     config_record.write()  # root_dir/config/run-<n>.json, .gin
     _record_run(config, data)  # Once every check passed, before training.
     evaluation = _Evaluation(config, data.env, training.agent, eval_tf_policy,
                              training.train_step)
     start_step = int(training.train_step.numpy())
-    eval_results = _train_offline(config, cql_learner, training.train_step, evaluation)
+    eval_results = _train_offline(config, cql_learner, training.train_step, evaluation,
+                                  rollouts)
     if config.online_env_steps:
       eval_results = _train_online(config, data, replays, training, cql_learner,
                                    evaluation) or eval_results
@@ -685,7 +691,34 @@ def _build_agent(config: SimpleNamespace, data: _Dataset) -> _Training:
   return _Training(agent, train_step, strategy, variable)
 
 
-def _build_learner(config: SimpleNamespace, training: _Training, replay):
+def _build_rollouts(config: SimpleNamespace, data: _Dataset, training: _Training,
+                    replay) -> Optional[ModelRolloutWriter]:
+  """Stage 4a': COMBO's dynamics model and model table (`cql_sac.model_rollouts`) when the
+  agent is a `ComboAgent`, else None. The table gets its first rollout here, from the policy
+  as built, before the learner's input pipeline starts drawing from it (a resumed run rolls
+  its restored policy out again before its first train step).
+
+  Raises:
+    ConfigError: For a `RolloutConfig` setting out of range.
+  """
+  if not isinstance(training.agent, ComboAgent):
+    return None
+  dataset = {'dataset_name': config.dataset_name, 'data_dir': config.data_dir,
+             'data_take': config.data_take}  # `cql_sac_select`'s identity, so runs share a model.
+  if data.held_out.size:
+    dataset['held_out'] = data.held_out.tolist()
+  try:
+    rollouts = build_rollout_writer(config.root_dir, data.episodes, dataset,
+                                    replay.data_spec, training.agent.collect_policy,
+                                    config.seed or 0, config.reward_shift)
+  except ValueError as e:
+    raise ConfigError(f'COMBO\'s model rollouts: {e}') from e
+  rollouts.maybe_roll_out(0)
+  return rollouts
+
+
+def _build_learner(config: SimpleNamespace, training: _Training, replay,
+                   rollouts: Optional[ModelRolloutWriter] = None):
   """Stage 4b: the learner, which restores the last checkpoint (agent, optimizers, α, α',
   train step) and saves one every `checkpoint_interval` steps, and the policy exports.
 
@@ -697,6 +730,7 @@ def _build_learner(config: SimpleNamespace, training: _Training, replay):
     config: `train_eval`'s arguments by name.
     training: Stage 4a's `_Training`.
     replay: Stage 3's offline replay.
+    rollouts: COMBO's model side, whose table gives each batch's share 1 − f, or None.
 
   Returns:
     (`CqlLearner`, the TF policy to evaluate).
@@ -721,11 +755,14 @@ def _build_learner(config: SimpleNamespace, training: _Training, replay):
     policy_triggers.append(policies.PolicyExportTrigger(
         policies_dir, eval_tf_policy, train_step, interval, policies.Q_FILTERED_POLICY_DIR,
         policies.Q_FILTERED_CHECKPOINT_DIR))
+  experience_dataset_fn = lambda: replay.as_dataset(config.batch_size, config.data_prefetch)
+  if rollouts is not None:
+    experience_dataset_fn = lambda: mixed_dataset(replay, rollouts.replay, config.batch_size,
+                                                  agent.real_ratio, config.data_prefetch)
   try:
     cql_learner = CqlLearner(
         config.root_dir, train_step, agent,
-        experience_dataset_fn=(None if config.sample_in_loop else
-                               lambda: replay.as_dataset(config.batch_size, config.data_prefetch)),
+        experience_dataset_fn=None if config.sample_in_loop else experience_dataset_fn,
         replay=replay if config.sample_in_loop else None, batch_size=config.batch_size,
         steps_per_call=config.learner_iterations_per_call,
         triggers=policy_triggers,
@@ -802,15 +839,18 @@ class _Evaluation:
 
 
 def _train_offline(config: SimpleNamespace, cql_learner: CqlLearner,
-                   train_step: tf.Variable, evaluation: _Evaluation) -> Dict[str, float]:
+                   train_step: tf.Variable, evaluation: _Evaluation,
+                   rollouts: Optional[ModelRolloutWriter] = None) -> Dict[str, float]:
   """Stage 6: trains to `num_gradient_updates`, evaluating at step 0, at every multiple of
-  `eval_interval` and at the end.
+  `eval_interval` and at the end; with COMBO, rolling the policy out in the model before the
+  first call and every `RolloutConfig.interval` steps.
 
   Args:
     config: `train_eval`'s arguments by name.
     cql_learner: The learner (restored from any checkpoint).
     train_step: The train step counter.
     evaluation: Stage 5's `_Evaluation`.
+    rollouts: COMBO's `ModelRolloutWriter`, or None.
 
   Returns:
     The last evaluation's metrics: of this call, or the one logged at the step it resumed
@@ -832,6 +872,8 @@ def _train_offline(config: SimpleNamespace, cql_learner: CqlLearner,
     iterations = iterations_until_next_stop(
         step, final_step, config.learner_iterations_per_call, eval_interval)
     started = time.time()
+    if rollouts is not None:
+      rollouts.maybe_roll_out(step)
     loss_info = cql_learner.run(iterations=iterations)
     step = int(train_step.numpy())
     progress.update(step, time.time() - started, loss_info)

@@ -55,12 +55,18 @@ def cql_gap(q_data: tf.Tensor, q_policy: tf.Tensor, q_uniform: tf.Tensor,
             next_policy_log_probs: Optional[tf.Tensor] = None,
             importance_sample: bool = True,
             q_lower_bound: Optional[tf.Tensor] = None,
-            clip_diff: Tuple[float, float] = (-np.inf, np.inf)) -> tf.Tensor:
+            clip_diff: Tuple[float, float] = (-np.inf, np.inf),
+            data_weight: Optional[tf.Tensor] = None) -> tf.Tensor:
   """Per-state CQL(H) gap of one critic (Kumar et al. 2020, eq. 4 with Appendix F).
 
     lse(s) = (1/T)·log[ Σ_j exp(T·Q(s,a^π_j) − log π(a^π_j|s))
                         + Σ_j exp(T·Q(s,a^u_j) − log U(a^u_j)) ]
-    gap(s) = clip(lse(s) − Q(s, a_data), clip_diff)
+    gap(s) = clip(lse(s) − w(s)·Q(s, a_data), clip_diff)
+
+  w(s) = 1 unless `data_weight` is given. COMBO (Yu et al. 2021, eq. 2) pushes Q down at
+  every state of a batch that mixes dataset and model-rollout states but up only at the
+  dataset's (s, a): with w = 1/f on the dataset rows (f their share of the batch) and 0 on the
+  model rows, the batch mean of the gap is E_batch[lse(s)] − E_dataset[Q(s, a)].
 
   As in tf_agents and the authors' code there is no −log(2N) term, so the gap is offset
   by log(2N)/T from a normalized importance-sampling estimate. With `q_next_policy`, the
@@ -84,6 +90,7 @@ def cql_gap(q_data: tf.Tensor, q_policy: tf.Tensor, q_uniform: tf.Tensor,
     importance_sample: Whether each term is corrected by its log-density.
     q_lower_bound: [B], Cal-QL's G(s), or None for no bound.
     clip_diff: (min, max) of each state's gap (CORL's `cql_clip_diff_min/max`).
+    data_weight: [B], w(s), or None (w = 1).
 
   Returns:
     [B], the gap of each state, in the units of Q.
@@ -99,7 +106,8 @@ def cql_gap(q_data: tf.Tensor, q_policy: tf.Tensor, q_uniform: tf.Tensor,
   else:
     terms = [temperature * q for q in (q_policy, q_uniform, q_data[..., None], q_next_policy)
              if q is not None]
-  gap = tf.reduce_logsumexp(tf.concat(terms, axis=-1), axis=-1) / temperature - q_data
+  pushed_up = q_data if data_weight is None else data_weight * q_data
+  gap = tf.reduce_logsumexp(tf.concat(terms, axis=-1), axis=-1) / temperature - pushed_up
   if np.isfinite(clip_diff).any():
     gap = tf.clip_by_value(gap, *clip_diff)
   return gap

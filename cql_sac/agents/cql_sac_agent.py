@@ -705,7 +705,17 @@ class CqlSacAgent(sac_agent.SacAgent):
     return cql_math.cql_gap(
         q_data, q_policy, q_uniform, samples.policy_log_probs, self._uniform_log_density,
         self._softmax_temperature, q_next_policy, samples.next_policy_log_probs,
-        self._cql_importance_sample, q_lower_bound, self._cql_clip_diff)
+        self._cql_importance_sample, q_lower_bound, self._cql_clip_diff,
+        self._dataset_action_weight(q_data))
+
+  def _dataset_action_weight(self, q_data) -> Optional[tf.Tensor]:
+    """Extension point: w(s), float32 [B], the weight of Q(s, a_data) in each state's gap
+    (`cql_math.cql_gap`); None (every row is a dataset transition, w = 1).
+
+    `ComboAgent` returns 1/f on the dataset rows and 0 on the model-rollout rows.
+    """
+    del q_data
+    return None
 
   def _cql_loss_from_gaps(self, gaps, valid=None):
     """Mean of the C critics' gaps ([B] each) over critics and the global batch.

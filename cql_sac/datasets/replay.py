@@ -28,6 +28,7 @@ import tensorflow as tf
 from absl import logging
 from tf_agents.trajectories import trajectory
 
+from cql_sac.agents import combo_agent
 from cql_sac.datasets import steps as steps_lib
 from cql_sac.datasets import transitions
 from cql_sac.datasets import validation
@@ -546,8 +547,9 @@ def mixed_dataset(offline: Replay, online: Optional[Replay], batch_size: int,
 
   Args:
     offline: the dataset's replay.
-    online: the online replay (`build_online_replay`); None samples only `offline` (one
-      table holding both, `build_replay(extra_capacity=...)`).
+    online: the online replay (`build_online_replay`), or COMBO's model transitions
+      (`cql_sac.model_rollouts.ModelReplay`); None samples only `offline` (one table
+      holding both, `build_replay(extra_capacity=...)`).
     batch_size: B.
     mixing_ratio: the share of offline items in [0, 1]; None with `online` None.
     prefetch: batches to prefetch.
@@ -562,7 +564,8 @@ def mixed_dataset(offline: Replay, online: Optional[Replay], batch_size: int,
       mixing_ratio is not None and not 0.0 <= mixing_ratio <= 1.0):
     raise ValueError(f'mixing_ratio is the share of offline items in a batch, in [0, 1] with '
                      f'an online table and None without; got {mixing_ratio}.')
-  num_offline = batch_size if online is None else int(round(mixing_ratio * batch_size))
+  num_offline = (batch_size if online is None
+                 else combo_agent.num_dataset_items(batch_size, mixing_ratio))
   parts = [replay.as_dataset(size, prefetch).map(lambda traj, _: traj)
            for replay, size in ((offline, num_offline), (online, batch_size - num_offline))
            if size > 0]
