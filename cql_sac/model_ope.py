@@ -35,6 +35,7 @@ import shutil
 from typing import Callable, NamedTuple, Optional, Tuple
 
 from absl import logging
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -45,9 +46,11 @@ MODEL_SETTINGS_FILE = 'model_settings.json'
 _CHECKPOINT_PREFIX = 'dynamics_model'
 
 
+@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """The settings of the dynamics model and its rollouts.
+  """The settings of the dynamics model and its rollouts (gin-configurable: COMBO's model,
+  `cql_sac.model_rollouts`, is built with the bound values).
 
   Attributes:
     ensemble_size: K, the number of MLPs.

@@ -144,12 +144,24 @@ def rollout_steps(model: DynamicsEnsemble, sample_actions: ActionSampler,
     if not alive.any():
       break
     observation = next_observation
-  return _as_trajectory_steps(*(np.concatenate(field) for field in zip(*parts)))
+  return as_trajectory_steps(*(np.concatenate(field) for field in zip(*parts)))
 
 
-def _as_trajectory_steps(observation, action, reward, ended,
-                         next_observation) -> transitions.TrajectorySteps:
-  """Interleaves M transitions into 2M steps (`rollout_steps`' Returns)."""
+def as_trajectory_steps(observation: np.ndarray, action: np.ndarray, reward: np.ndarray,
+                        ended: np.ndarray,
+                        next_observation: np.ndarray) -> transitions.TrajectorySteps:
+  """M transitions as the 2M steps and M items `rollout_steps` returns (its layout).
+
+  Args:
+    observation: float32 [M, O], s.
+    action: float32 [M, A], a.
+    reward: float32 [M], r.
+    ended: bool [M], whether s' is terminal (discount 0).
+    next_observation: float32 [M, O], s'.
+
+  Returns:
+    `transitions.TrajectorySteps`.
+  """
   num = observation.shape[0]
   interleave = lambda first, second: np.stack([first, second], 1).reshape(
       (2 * num,) + first.shape[1:])

@@ -65,8 +65,11 @@ def td_loss(critics, target_critics, actor_layers, batch, next_actions, noise,
 def cql_loss(critics, actor_layers, observations, actions, policy_actions,
              uniform_actions, *, temperature, uniform_log_density, bounds,
              clip_diff=(-np.inf, np.inf), next_observations=None,
-             next_policy_actions=None, importance_sample=True, lower_bound=None):
-  """(1/C) Σ_k E_B[clip((1/T)·logsumexp_j(T·Q_k − log p) − Q_k(s, a_data), clip_diff)].
+             next_policy_actions=None, importance_sample=True, lower_bound=None,
+             data_weight=None):
+  """(1/C) Σ_k E_B[clip((1/T)·logsumexp_j(T·Q_k − log p) − w·Q_k(s, a_data), clip_diff)].
+
+  data_weight [B] (COMBO): w per state; 1 without it.
 
   With next_policy_actions [B, N, A] (a' ~ π(·|s')), their terms T·Q_k(s, a') −
   log π(a'|s') join the sum (3N terms). importance_sample=False: raw T·Q_k at the
@@ -100,7 +103,8 @@ def cql_loss(critics, actor_layers, observations, actions, policy_actions,
     terms = np.concatenate(terms, axis=1)
     peak = terms.max(axis=1, keepdims=True)
     lse = (peak[:, 0] + np.log(np.exp(terms - peak).sum(axis=1))) / temperature
-    gaps.append(np.clip(lse - q_data, *clip_diff))
+    weight = 1.0 if data_weight is None else np.asarray(data_weight, np.float64)
+    gaps.append(np.clip(lse - weight * q_data, *clip_diff))
   return np.mean(np.mean(gaps, axis=0))
 
 
