@@ -22,6 +22,7 @@ from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.datasets.holdout import holdout_seed
 from cql_sac.datasets.loading import recorded_env_name
 from cql_sac.envs import position_dims
+from cql_sac.model_rollouts import RolloutConfig
 from cql_sac.networks import configured_lstm_size
 from cql_sac.run_record import read_run_record
 from cql_sac.tasks import get_dataset_info
@@ -85,11 +86,16 @@ _NOT_WITH_COMBO = {
 
 
 def _check_combo(arguments: Dict) -> None:
-  """ComboAgent's batches mix the dataset's table with the model's (`mixed_dataset`)."""
+  """ComboAgent's batches mix the dataset's table with the model's (`mixed_dataset`), which
+  the gin-bound `RolloutConfig` fills."""
   for option, why in _NOT_WITH_COMBO.items():
     if arguments[option]:
       raise ConfigError(f'train_eval.{option} cannot run with ComboAgent ({why}); unset it or '
                         'train with CqlSacAgent.')
+  try:
+    RolloutConfig().check()
+  except ValueError as e:
+    raise ConfigError(f'COMBO\'s model rollouts: {e}') from e
 
 
 # train_eval's numeric arguments and what each allows (`_check_numbers`).
