@@ -13,6 +13,7 @@ from cql_sac import model_rollouts
 from cql_sac import train_eval
 from cql_sac.agents.combo_agent import ComboAgent
 from cql_sac.summaries import read_scalars
+from tests.test_train_eval import clean_gin  # pylint: disable=unused-import (autouse)
 from tests.test_train_eval import small_train_eval
 
 # A small model and rollouts, so that the run takes seconds.
@@ -20,13 +21,6 @@ _BINDINGS = ['ModelConfig.ensemble_size = 2', 'ModelConfig.hidden_layers = (32, 
              'ModelConfig.num_steps = 200', 'ModelConfig.steps_per_call = 100',
              'RolloutConfig.num_starts = 40', 'RolloutConfig.horizon = 2',
              'RolloutConfig.interval = 40']
-
-
-@pytest.fixture(autouse=True)
-def clean_gin():
-  gin.clear_config()
-  yield
-  gin.clear_config()
 
 
 @pytest.mark.slow
