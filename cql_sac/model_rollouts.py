@@ -1,6 +1,6 @@
 """Short rollouts of the current policy in a learned dynamics model, for COMBO.
 
-COMBO (Yu et al. 2021, section 4.2 and Appendix C) trains on batches that mix dataset
+COMBO (Yu et al. 2021, Algorithm 1) trains on batches that mix dataset
 transitions with transitions the current policy makes in a learned model: every `interval`
 train steps, `num_starts` states drawn uniformly from the dataset are rolled out `horizon`
 steps, each step by the policy's sampled action and one ensemble member drawn uniformly per
@@ -47,8 +47,8 @@ ActionSampler = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
-  """What COMBO's model rollouts do (COMBO Appendix C's values for the D4RL locomotion tasks
-  are horizon 5, 50,000 starts every 1,000 steps; the defaults are scaled to these CPUs).
+  """What COMBO's model rollouts do (MOPO- and COMBO-style code rolls 1-5 steps out from
+  50,000-100,000 dataset states every 250-1,000 steps; the defaults are scaled to 2 CPUs).
 
   Attributes:
     horizon: h, steps per rollout at most, >= 1.

@@ -2,7 +2,7 @@
 dynamics model and up only at the dataset's transitions.
 
 Yu et al. 2021, "COMBO: Conservative Offline Model-Based Policy Optimization" (NeurIPS),
-eq. 2: each batch mixes a share f of dataset transitions (d) with model-rollout transitions
+section 4.1, conservative policy evaluation: each batch mixes a share f of dataset transitions (d) with model-rollout transitions
 of the current policy (d_model); the TD loss and the actor and α losses run on the whole
 batch (d_f = f·d + (1 − f)·d_model), the CQL(H) log-sum-exp is taken at every state of the
 batch, and Q(s, a) is pushed up only at the dataset's (s, a):
@@ -31,8 +31,8 @@ class ComboAgent(CqlSacAgent):
 
   Args:
     *args: `CqlSacAgent`'s arguments.
-    real_ratio: f in (0, 1], the share of dataset transitions in each batch (COMBO's
-      `real_ratio`, 0.5 in the paper); 1 is `CqlSacAgent`.
+    real_ratio: f in (0, 1], the share of dataset transitions in each batch (COMBO's f);
+      1 is `CqlSacAgent`.
     **kwargs: `CqlSacAgent`'s keyword arguments.
 
   Raises:
@@ -45,7 +45,7 @@ class ComboAgent(CqlSacAgent):
   def __init__(self, *args, real_ratio: float = 0.5, **kwargs):
     if not 0.0 < real_ratio <= 1.0:
       raise ValueError(f'ComboAgent.real_ratio is the share of dataset transitions in a batch, '
-                       f'in (0, 1]; got {real_ratio}. COMBO uses 0.5.')
+                       f'in (0, 1]; got {real_ratio}.')
     super().__init__(*args, **kwargs)
     if self.trains_on_sequences:
       raise ValueError('ComboAgent trains on transitions; recurrent networks train on '

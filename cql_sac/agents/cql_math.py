@@ -63,7 +63,7 @@ def cql_gap(q_data: tf.Tensor, q_policy: tf.Tensor, q_uniform: tf.Tensor,
                         + Σ_j exp(T·Q(s,a^u_j) − log U(a^u_j)) ]
     gap(s) = clip(lse(s) − w(s)·Q(s, a_data), clip_diff)
 
-  w(s) = 1 unless `data_weight` is given. COMBO (Yu et al. 2021, eq. 2) pushes Q down at
+  w(s) = 1 unless `data_weight` is given. COMBO (Yu et al. 2021, section 4.1) pushes Q down at
   every state of a batch that mixes dataset and model-rollout states but up only at the
   dataset's (s, a): with w = 1/f on the dataset rows (f their share of the batch) and 0 on the
   model rows, the batch mean of the gap is E_batch[lse(s)] − E_dataset[Q(s, a)].
