@@ -3,9 +3,10 @@ dynamics model and up only at the dataset's transitions.
 
 Yu et al. 2021, "COMBO: Conservative Offline Model-Based Policy Optimization" (NeurIPS),
 section 4.1, conservative policy evaluation: each batch mixes a share f of dataset
-transitions (d) with model-rollout transitions of the current policy (d_model); the TD loss and the actor and α losses run on the whole
-batch (d_f = f·d + (1 − f)·d_model), the CQL(H) log-sum-exp is taken at every state of the
-batch, and Q(s, a) is pushed up only at the dataset's (s, a):
+transitions (d) with model-rollout transitions of the current policy (d_model); the TD
+loss and the actor and α losses run on the whole batch (d_f = f·d + (1 − f)·d_model), the
+CQL(H) log-sum-exp is taken at every state of the batch, and Q(s, a) is pushed up only at
+the dataset's (s, a):
 
     critic objective = L_TD(d_f) + α'·(E_{s ~ d_f}[lse(s)] − E_{(s, a) ~ d}[Q(s, a)]).
 
