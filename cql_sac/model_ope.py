@@ -32,7 +32,7 @@ import dataclasses
 import json
 import os
 import shutil
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import Callable, Mapping, NamedTuple, Optional, Tuple
 
 from absl import logging
 import gin
@@ -235,6 +235,12 @@ def fit_dynamics_model(transitions: Transitions, config: ModelConfig) -> Dynamic
     logging.log_every_n_seconds(logging.INFO, 'Dynamics model: step %d of %d, loss %.4f', 30,
                                 start + config.steps_per_call, config.num_steps, float(loss))
   return model
+
+
+def dataset_identity(record: Mapping[str, object]) -> dict:
+  """The dataset_name, data_dir and data_take of a run record (or of `train_eval`'s
+  arguments): what a dynamics model was fit on, saved with it (`model_settings`)."""
+  return {key: record.get(key) for key in ('dataset_name', 'data_dir', 'data_take')}
 
 
 def model_settings(config: ModelConfig, dataset: dict) -> dict:

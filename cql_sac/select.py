@@ -333,11 +333,6 @@ def _fqe_estimates(root_dir: str, step: int, policy, data: RunData,
   return row
 
 
-def dataset_identity(record: dict) -> dict:
-  """The run record's dataset_name, data_dir and data_take: what a dynamics model was fit on."""
-  return {key: record.get(key) for key in ('dataset_name', 'data_dir', 'data_take')}
-
-
 def model_estimator(root_dir: str, data: RunData, config: model_ope.ModelConfig,
                     model_dir: Optional[str] = None) -> ModelEstimator:
   """The dataset's dynamics model, restored from `model_dir` (default
@@ -345,7 +340,7 @@ def model_estimator(root_dir: str, data: RunData, config: model_ope.ModelConfig,
   saved there, with the rollouts' initial states and the task's horizon."""
   model = model_ope.load_or_fit_dynamics_model(
       model_dir or os.path.join(root_dir, SELECTION_DIR, MODEL_DIR), data.transitions, config,
-      dataset_identity(data.record))
+      model_ope.dataset_identity(data.record))
   horizon = config.horizon or tasks.get_dataset_info(
       data.record['env_name']).max_episode_steps
   return ModelEstimator(model, model_ope.initial_states_for_rollouts(data.initial_states,
@@ -574,7 +569,8 @@ def select(root_dir: str, config: ope.FqeConfig, estimator: str = 'fqe',
   settings = json.loads(json.dumps({  # As read back: tuples become lists.
       'policy': saved.saved_model_dir,
       **({'fqe': dataclasses.asdict(config)} if 'fqe' in families else {}),
-      **({'model': model_ope.model_settings(model_config, dataset_identity(data.record))}
+      **({'model': model_ope.model_settings(model_config,
+                                            model_ope.dataset_identity(data.record))}
          if 'model' in families else {})}))
   kept, earlier = _earlier_estimates(selection_dir, settings)
   table_settings = {**kept, **settings}

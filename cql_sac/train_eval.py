@@ -98,6 +98,7 @@ from cql_sac.envs import load_env
 from cql_sac.envs import positions_only
 from cql_sac.learner import CqlLearner
 from cql_sac.learner import iterations_until_next_stop
+from cql_sac.model_ope import dataset_identity
 from cql_sac.model_rollouts import ModelRolloutWriter
 from cql_sac.model_rollouts import build_rollout_writer
 from cql_sac.networks import ObservationStatistics
@@ -703,8 +704,7 @@ def _build_rollouts(config: SimpleNamespace, data: _Dataset, training: _Training
   """
   if not isinstance(training.agent, ComboAgent):
     return None
-  dataset = {'dataset_name': config.dataset_name, 'data_dir': config.data_dir,
-             'data_take': config.data_take}  # `cql_sac_select`'s identity, so runs share a model.
+  dataset = dataset_identity(vars(config))  # `cql_sac_select`'s, so runs share a model.
   if data.held_out.size:
     dataset['held_out'] = data.held_out.tolist()
   try:
