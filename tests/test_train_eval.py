@@ -518,6 +518,7 @@ def test_unknown_gin_parameter_suggests_the_closest():
     ('mujoco_medium', 'cql_alpha', 5.0, 10.0, 0.1),
     ('mujoco_medium_expert', 'cql_alpha', 5.0, 10.0, 0.1),
     ('mujoco_medium_replay', 'num_cql_samples', 10, 1.0, 1.0),  # On corl/mujoco.gin.
+    ('combo_medium_replay', 'cql_alpha', 1.0, 1.0, 1.0),  # On mujoco_medium_replay.gin.
     ('mujoco_recurrent', 'train_sequence_length', 10, 10.0, 0.1),
     ('antmaze', 'reward_shift', -0.5, None, None),
     ('quickstart', 'batch_size', 64, 50.0, 0.1)])
