@@ -40,10 +40,11 @@ def test_cql_loss_pushes_up_only_the_dataset_rows(real_ratio, num_real, importan
   kwargs = dict(temperature=1.0, uniform_log_density=-A * np.log(2.0), bounds=_bounds(agent),
                 importance_sample=importance_sample)
   got = agent.cql_loss(*fx.transition_parts(agent, batch)[:2]).numpy()
+  tolerance = dict(rtol=1e-5, atol=1e-6)  # float32 against float64.
   np.testing.assert_allclose(got, ref.cql_loss(*args, data_weight=weight, **kwargs),
-                             rtol=1e-5, atol=1e-6)
+                             **tolerance)
   plain = ref.cql_loss(*args, **kwargs)
-  assert (abs(got - plain) < 1e-5) == (num_real == B)
+  assert np.isclose(got, plain, **tolerance) == (num_real == B), (got, plain)
 
 
 def test_bad_arguments():
