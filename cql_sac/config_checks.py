@@ -23,6 +23,7 @@ from cql_sac.datasets.holdout import holdout_seed
 from cql_sac.datasets.loading import recorded_env_name
 from cql_sac.envs import position_dims
 from cql_sac.model_rollouts import RolloutConfig
+from cql_sac.policy_rollback import RollbackConfig
 from cql_sac.networks import configured_lstm_size
 from cql_sac.run_record import read_run_record
 from cql_sac.tasks import get_dataset_info
@@ -44,7 +45,8 @@ def check_config(config: SimpleNamespace) -> None:
       another agent class, bad online settings (`_check_online`), a bad or changed
       `holdout_fraction` (`_check_holdout`), Cal-QL with an external Reverb server, a
       sequence length that does not fit the networks or an option recurrent networks cannot
-      take (`_check_sequences`), an option COMBO cannot take (`_check_combo`),
+      take (`_check_sequences`), an option COMBO cannot take (`_check_combo`), a policy
+      rollback setting that cannot work (`_check_rollback`),
       `velocities_hidden` for a task without that variant, or an unwritable `root_dir`.
   """
   arguments = vars(config)
@@ -69,6 +71,7 @@ def check_config(config: SimpleNamespace) -> None:
                       'server does not store; drop --replay_server_address.')
   if issubclass(agent_class, ComboAgent):
     _check_combo(arguments)
+  _check_rollback(arguments)
   _check_sequences(arguments)
   if config.velocities_hidden:
     try:
@@ -96,6 +99,38 @@ def _check_combo(arguments: Dict) -> None:
     RolloutConfig().check()
   except ValueError as e:
     raise ConfigError(f'COMBO\'s model rollouts: {e}') from e
+
+
+def _check_rollback(arguments: Dict) -> None:
+  """The gin-bound `RollbackConfig` (`cql_sac.policy_rollback`): in range, and, when on, what
+  it needs: evaluation steps to rate at, cql_sac's agent (its `actor_variables`), a stateless
+  policy, and a rating model directory of its own.
+
+  Raises:
+    ConfigError: Naming the setting to change.
+  """
+  rollback = RollbackConfig()
+  try:
+    rollback.check()
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  if not rollback.enabled:
+    return
+  agent_class = arguments['agent_class']
+  problems = (
+      (arguments['eval_interval'] < 1, 'rates the policy at evaluation steps; set '
+       'train_eval.eval_interval >= 1'),
+      (not issubclass(agent_class, CqlSacAgent), f'restores cql_sac\'s CqlSacAgent\'s actor, '
+       f'not {agent_class.__module__}.{agent_class.__name__}'),
+      (arguments['train_sequence_length'] != 2, 'rolls a stateless policy out; recurrent '
+       'networks are not supported'),
+      (issubclass(agent_class, ComboAgent) and rollback.model_dir is not None
+       and rollback.model_dir == RolloutConfig().model_dir, 'needs a rating model apart '
+       'from COMBO\'s; give RollbackConfig.model_dir another directory'))
+  for failed, why in problems:
+    if failed:
+      raise ConfigError(f'RollbackConfig.tolerance (policy rollback) {why}, or unset '
+                        'RollbackConfig.tolerance.')
 
 
 # train_eval's numeric arguments and what each allows (`_check_numbers`).

@@ -343,3 +343,47 @@ def model_return(model: DynamicsEnsemble, policy: Callable[[np.ndarray], np.ndar
       break
     observation = next_observation
   return ModelRollouts(float(total.mean()), float(length.mean()))
+
+
+class ModelEstimator(NamedTuple):
+  """A fitted model with the rollouts every policy it rates shares (`cql_sac_select`'s model
+  estimate, `cql_sac.policy_rollback`'s rating).
+
+  Attributes:
+    model: The fitted `DynamicsEnsemble`.
+    initial_states: float32 [E, O], the rollouts' initial states.
+    horizon: Steps per rollout at most.
+    terminal_threshold: `model_return`'s.
+  """
+  model: DynamicsEnsemble
+  initial_states: np.ndarray
+  horizon: int
+  terminal_threshold: float
+
+  def rate(self, policy: Callable[[np.ndarray], np.ndarray]) -> ModelRollouts:
+    """`model_return` of μ (float32 [B, O] → float32 [B, A]) from the shared initial states."""
+    return model_return(self.model, policy, self.initial_states, self.horizon,
+                        self.terminal_threshold)
+
+
+def build_model_estimator(model_dir: str, transitions: Transitions, initial_states: np.ndarray,
+                          config: ModelConfig, dataset: dict,
+                          max_episode_steps: int) -> ModelEstimator:
+  """The dataset's model (`load_or_fit_dynamics_model`) with `config.num_rollouts` of the
+  initial states (`initial_states_for_rollouts`) and the horizon `config.horizon`, or the
+  task's episode length `max_episode_steps` if None.
+
+  Args:
+    model_dir: `load_or_fit_dynamics_model`'s.
+    transitions: The dataset's `Transitions`.
+    initial_states: float32 [E, O], every episode's first observation.
+    config: `ModelConfig`.
+    dataset: The dataset's identity (`dataset_identity`).
+    max_episode_steps: The task's episode length in steps.
+
+  Returns:
+    `ModelEstimator`.
+  """
+  model = load_or_fit_dynamics_model(model_dir, transitions, config, dataset)
+  return ModelEstimator(model, initial_states_for_rollouts(initial_states, config),
+                        config.horizon or max_episode_steps, config.terminal_threshold)

@@ -266,24 +266,9 @@ def load_critics(root_dir: str, step: int, data: RunData, policy):
   return critics, targets
 
 
-class ModelEstimator(NamedTuple):
-  """What the model estimate of every checkpoint shares.
-
-  Attributes:
-    model: The fitted `model_ope.DynamicsEnsemble`.
-    initial_states: float32 [E, O], the rollouts' initial states.
-    horizon: Steps per rollout at most.
-    terminal_threshold: `model_ope.model_return`'s.
-  """
-  model: model_ope.DynamicsEnsemble
-  initial_states: np.ndarray
-  horizon: int
-  terminal_threshold: float
-
-
 def estimate(root_dir: str, step: int, checkpoint: str, policy, data: RunData,
              config: Optional[ope.FqeConfig],
-             model: Optional[ModelEstimator] = None) -> Dict[str, float]:
+             model: Optional[model_ope.ModelEstimator] = None) -> Dict[str, float]:
   """The estimates of the policy saved at `step` (module docstring), a row of the table: FQE's
   and the critics' with a `config`, the model's with a `model`, and 'seconds'."""
   started = time.time()
@@ -292,9 +277,7 @@ def estimate(root_dir: str, step: int, checkpoint: str, policy, data: RunData,
   if config is not None:
     row.update(_fqe_estimates(root_dir, step, policy, data, config))
   if model is not None:
-    rollouts = model_ope.model_return(
-        model.model, lambda observation: greedy_actions(policy, observation),
-        model.initial_states, model.horizon, model.terminal_threshold)
+    rollouts = model.rate(lambda observation: greedy_actions(policy, observation))
     row.update(model_return=rollouts.mean_return, model_length=rollouts.mean_length,
                model_normalized_score=tasks.d4rl_normalized_score(data.record['env_name'],
                                                                   rollouts.mean_return))
@@ -334,18 +317,14 @@ def _fqe_estimates(root_dir: str, step: int, policy, data: RunData,
 
 
 def model_estimator(root_dir: str, data: RunData, config: model_ope.ModelConfig,
-                    model_dir: Optional[str] = None) -> ModelEstimator:
+                    model_dir: Optional[str] = None) -> model_ope.ModelEstimator:
   """The dataset's dynamics model, restored from `model_dir` (default
   root_dir/selection/dynamics_model) when it was fit with the same settings, else fit and
   saved there, with the rollouts' initial states and the task's horizon."""
-  model = model_ope.load_or_fit_dynamics_model(
-      model_dir or os.path.join(root_dir, SELECTION_DIR, MODEL_DIR), data.transitions, config,
-      model_ope.dataset_identity(data.record))
-  horizon = config.horizon or tasks.get_dataset_info(
-      data.record['env_name']).max_episode_steps
-  return ModelEstimator(model, model_ope.initial_states_for_rollouts(data.initial_states,
-                                                                     config),
-                        horizon, config.terminal_threshold)
+  return model_ope.build_model_estimator(
+      model_dir or os.path.join(root_dir, SELECTION_DIR, MODEL_DIR), data.transitions,
+      data.initial_states, config, model_ope.dataset_identity(data.record),
+      tasks.get_dataset_info(data.record['env_name']).max_episode_steps)
 
 
 def real_returns(root_dir: str) -> Dict[int, Dict[str, float]]:

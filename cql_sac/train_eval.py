@@ -98,10 +98,19 @@ from cql_sac.envs import load_env
 from cql_sac.envs import positions_only
 from cql_sac.learner import CqlLearner
 from cql_sac.learner import iterations_until_next_stop
+from cql_sac.model_ope import ModelConfig
+from cql_sac.model_ope import build_model_estimator
 from cql_sac.model_ope import dataset_identity
 from cql_sac.model_rollouts import ModelRolloutWriter
 from cql_sac.model_rollouts import build_rollout_writer
 from cql_sac.networks import ObservationStatistics
+from cql_sac.ope import dataset_transitions
+from cql_sac.ope import initial_observations
+from cql_sac.policy_rollback import MODEL_DIR as ROLLBACK_MODEL_DIR
+from cql_sac.policy_rollback import ROLLBACK_DIR
+from cql_sac.policy_rollback import PolicyRollbackTrigger
+from cql_sac.policy_rollback import RollbackConfig
+from cql_sac.policy_rollback import greedy_action_fn
 from cql_sac.networks import make_networks
 from cql_sac import policies
 from cql_sac.run_config import ConfigRecord
@@ -110,6 +119,7 @@ from cql_sac.run_lock import RunLock
 from cql_sac.run_record import RUN_RECORD_FILE
 from cql_sac.run_record import write_run_record
 from cql_sac.summaries import read_scalars
+from cql_sac.tasks import get_dataset_info
 
 # Flags passed on to `train_eval` when given on the command line.
 _TRAIN_EVAL_FLAGS = ('root_dir', 'env_name', 'dataset_name', 'num_gradient_updates',
@@ -375,7 +385,8 @@ def _locked_train_eval(config: SimpleNamespace) -> TrainEvalResult:
   try:
     training = _build_agent(config, data)
     rollouts = _build_rollouts(config, data, training, replays.offline)
-    cql_learner, eval_tf_policy = _build_learner(config, training, replays.offline, rollouts)
+    cql_learner, eval_tf_policy = _build_learner(config, data, training, replays.offline,
+                                                 rollouts)
     config_record.write()  # root_dir/config/run-<n>.json, .gin
     _record_run(config, data)  # Once every check passed, before training.
     evaluation = _Evaluation(config, data.env, training.agent, eval_tf_policy,
@@ -704,11 +715,8 @@ def _build_rollouts(config: SimpleNamespace, data: _Dataset, training: _Training
   """
   if not isinstance(training.agent, ComboAgent):
     return None
-  dataset = dataset_identity(vars(config))  # `cql_sac_select`'s, so runs share a model.
-  if data.held_out.size:
-    dataset['held_out'] = data.held_out.tolist()
   try:
-    rollouts = build_rollout_writer(config.root_dir, data.episodes, dataset,
+    rollouts = build_rollout_writer(config.root_dir, data.episodes, _model_dataset(config, data),
                                     replay.data_spec, training.agent.collect_policy,
                                     config.seed or 0, config.reward_shift)
   except ValueError as e:
@@ -717,7 +725,38 @@ def _build_rollouts(config: SimpleNamespace, data: _Dataset, training: _Training
   return rollouts
 
 
-def _build_learner(config: SimpleNamespace, training: _Training, replay,
+def _model_dataset(config: SimpleNamespace, data: _Dataset) -> dict:
+  """What a dynamics model of this run is fit on (`model_ope.dataset_identity`, as
+  `cql_sac_select` records it, so that runs share a model), with the held-out episodes."""
+  dataset = dataset_identity(vars(config))
+  if data.held_out.size:
+    dataset['held_out'] = data.held_out.tolist()
+  return dataset
+
+
+def _build_rollback(config: SimpleNamespace, data: _Dataset, agent,
+                    eval_tf_policy) -> Optional[PolicyRollbackTrigger]:
+  """Stage 4b': the model-rated policy rollback (`cql_sac.policy_rollback`) when
+  `RollbackConfig.tolerance` is set, else None. Fits its rating model (or restores it),
+  rolled out to the task's episode length unless `ModelConfig.horizon`.
+  """
+  rollback = RollbackConfig()
+  if not rollback.enabled:
+    return None
+  model_dir = rollback.model_dir or os.path.join(config.root_dir, ROLLBACK_DIR,
+                                                 ROLLBACK_MODEL_DIR)
+  estimator = build_model_estimator(
+      model_dir, dataset_transitions(data.episodes), initial_observations(data.episodes),
+      dataclasses.replace(ModelConfig(), seed=rollback.model_seed),
+      _model_dataset(config, data), get_dataset_info(config.env_name).max_episode_steps)
+  return PolicyRollbackTrigger(estimator, greedy_action_fn(eval_tf_policy),
+                               agent.actor_variables,
+                               os.path.join(config.root_dir, ROLLBACK_DIR),
+                               config.eval_interval, config.num_gradient_updates,
+                               rollback.tolerance)
+
+
+def _build_learner(config: SimpleNamespace, data: _Dataset, training: _Training, replay,
                    rollouts: Optional[ModelRolloutWriter] = None):
   """Stage 4b: the learner, which restores the last checkpoint (agent, optimizers, α, α',
   train step) and saves one every `checkpoint_interval` steps, and the policy exports.
@@ -728,6 +767,7 @@ def _build_learner(config: SimpleNamespace, training: _Training, replay,
 
   Args:
     config: `train_eval`'s arguments by name.
+    data: Stage 2's `_Dataset`.
     training: Stage 4a's `_Training`.
     replay: Stage 3's offline replay.
     rollouts: COMBO's model side, whose table gives each batch's share 1 − f, or None.
@@ -755,6 +795,9 @@ def _build_learner(config: SimpleNamespace, training: _Training, replay,
     policy_triggers.append(policies.PolicyExportTrigger(
         policies_dir, eval_tf_policy, train_step, interval, policies.Q_FILTERED_POLICY_DIR,
         policies.Q_FILTERED_CHECKPOINT_DIR))
+  rollback = _build_rollback(config, data, agent, eval_tf_policy)
+  if rollback is not None:  # First: the policies and checkpoint saved after it are its.
+    policy_triggers.insert(0, rollback)
   experience_dataset_fn = lambda: replay.as_dataset(config.batch_size, config.data_prefetch)
   if rollouts is not None:
     experience_dataset_fn = lambda: mixed_dataset(replay, rollouts.replay, config.batch_size,

@@ -18,8 +18,9 @@ The layers, from the bottom (a module may import any module listed before its ow
     read them), validation, normalization, returns-to-go, Reverb and in-memory replay.
  8. `cql_sac.learner`: K agent steps per compiled call, sampling the replay; `cql_sac.ope`:
     offline policy evaluation (Fitted Q Evaluation and the trained critics' estimates), and
-    `cql_sac.model_ope`: the dynamics-model estimate, and `cql_sac.model_rollouts`: COMBO's
-    rollouts of the policy in that model.
+    `cql_sac.model_ope`: the dynamics-model estimate, `cql_sac.model_rollouts`: COMBO's
+    rollouts of the policy in that model, and `cql_sac.policy_rollback`: the actor rolled
+    back to its best model rating during training.
  9. `cql_sac.policies`: the Q-filtered policy and policy export.
 10. `cql_sac.eval`: evaluation in the real environment and `cql_sac_eval`.
 11. `cql_sac.recording`: recording datasets with behaviour policies (`cql_sac_make_dataset`,
@@ -50,7 +51,8 @@ LAYERS = (
     ('cql_sac.networks',),
     ('cql_sac.agents',),
     ('cql_sac.datasets',),
-    ('cql_sac.learner', 'cql_sac.ope', 'cql_sac.model_ope', 'cql_sac.model_rollouts'),
+    ('cql_sac.learner', 'cql_sac.ope', 'cql_sac.model_ope', 'cql_sac.model_rollouts',
+     'cql_sac.policy_rollback'),
     ('cql_sac.policies',),
     ('cql_sac.eval',),
     ('cql_sac.recording',),

@@ -494,6 +494,13 @@ class CqlSacAgent(sac_agent.SacAgent):
     """
     return self._ema_policy
 
+  @property
+  def actor_variables(self) -> Tuple[tf.Variable, ...]:
+    """The trained actor's variables, then the averaged actor's (`actor_ema_tau`), if any:
+    what `cql_sac.policy_rollback` restores."""
+    ema = () if self._ema_actor_network is None else self._ema_actor_network.variables
+    return tuple(self._actor_network.variables) + tuple(ema)
+
   def _update_ema_actor(self):
     """w_ema ← (1−τ_π)·w_ema + τ_π·w over the actor's variables (no-op without EMA)."""
     if self._ema_actor_network is None:

@@ -1,0 +1,161 @@
+"""Model-rated policy rollback: keep the best policy a dynamics model has seen, and go back to
+it when the actor falls away from it.
+
+On mixed-quality data (Hopper medium-replay) the actor reaches good gaits and loses them within
+one or two evaluations (benchmarks/results/diagnosis_medium_replay.md). `cql_sac_select`
+picks a checkpoint after training; this does the same inside training, so that the run's last
+policy, the one exported and evaluated, is the best-rated one within a tolerance:
+
+* **Rating**: at every evaluation step, before the step's policies and checkpoint are saved,
+  the evaluated policy (greedy; the averaged actor's with `CqlSacAgent.actor_ema_tau`) is
+  rolled out in a dynamics model (`cql_sac.model_ope`: DOPE's model-based estimate, Fu et al.
+  2021, section 5) from the dataset's initial states; its rating R is the mean undiscounted
+  model return, in reward units. The model is fit apart from COMBO's rollout model (another
+  `ModelConfig.seed`), so that an actor that learned one model's errors is rated by another.
+* **Incumbent**: the actor weights (trained and averaged) of the best rating so far, R*.
+* **Rollback**: R > R* makes the current weights the incumbent; R < R* − tolerance·|R*|
+  assigns the incumbent's weights to the actor (and averaged actor), which goes on training
+  from them; in between, nothing changes. The critics, temperatures and optimizers are never
+  touched.
+
+The incumbent is checkpointed under root_dir/train/rollback at every rating, so a resumed run
+keeps it. Off unless `RollbackConfig.tolerance` is set; offline training only.
+"""
+
+import dataclasses
+import os
+from typing import Callable, Optional, Sequence
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+from tf_agents.policies import tf_policy
+from tf_agents.trajectories import time_step as ts
+
+from cql_sac.model_ope import ModelEstimator
+
+# Under root_dir: the incumbent's checkpoint, and the rating model unless `model_dir`.
+ROLLBACK_DIR = os.path.join('train', 'rollback')
+MODEL_DIR = 'rating_model'
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class RollbackConfig:
+  """Whether and how `train_eval` rolls the actor back (module docstring; gin-configurable).
+
+  Attributes:
+    tolerance: The relative drop of the model rating below the best one that restores the
+      best weights, >= 0 (0.1: a rating under 90% of the best); None: no rollback.
+    model_seed: `ModelConfig.seed` of the rating model (the other settings are the bound
+      `ModelConfig`'s); COMBO's rollout model uses `ModelConfig.seed` itself.
+    model_dir: Where the rating model is kept (fit there on first use, reused while the
+      dataset and settings are the same; runs on one dataset may share one); None:
+      root_dir/train/rollback/rating_model. Not COMBO's `RolloutConfig.model_dir`.
+  """
+  tolerance: Optional[float] = None
+  model_seed: int = 1
+  model_dir: Optional[str] = None
+
+  @property
+  def enabled(self) -> bool:
+    """Whether rollback is on."""
+    return self.tolerance is not None
+
+  def check(self) -> None:
+    """Raises ValueError naming the first setting out of range."""
+    if self.tolerance is not None and not 0.0 <= self.tolerance < float('inf'):
+      raise ValueError(f'RollbackConfig.tolerance must be >= 0 (0.1 restores below 90% of the '
+                       f'best rating) or None for no rollback, got {self.tolerance}.')
+
+
+def greedy_action_fn(policy: tf_policy.TFPolicy) -> Callable[[np.ndarray], np.ndarray]:
+  """μ(s) of a stateless TF policy as NumPy: float32 [B, O] → float32 [B, A] (its `action`
+  at a MID step; a `GreedyPolicy` gives its mode)."""
+  @tf.function(autograph=False)
+  def act(observation):
+    batch = tf.shape(observation)[0]
+    time_step = ts.transition(observation, reward=tf.zeros([batch]),
+                              discount=tf.ones([batch]))
+    return policy.action(time_step).action
+  return lambda observation: act(tf.constant(observation, tf.float32)).numpy()
+
+
+class PolicyRollbackTrigger:
+  """A learner trigger (`trigger(step)`) that rates the policy and rolls it back (module
+  docstring). Put it before the policy and checkpoint triggers, so that what they save at a
+  rating step is the weights it leaves.
+
+  Args:
+    estimator: The rating model and its rollouts (`model_ope.build_model_estimator`).
+    act: The evaluated policy's μ, float32 [B, O] → float32 [B, A] (`greedy_action_fn`),
+      acting with `variables`.
+    variables: The actor's variables (`CqlSacAgent.actor_variables`), which a rollback
+      assigns.
+    checkpoint_dir: Where the incumbent is checkpointed (and restored from, if there).
+    interval: Train steps between ratings, >= 1 (`train_eval.eval_interval`).
+    final_step: The last offline step (rated, whatever the interval); none after it.
+    tolerance: `RollbackConfig.tolerance`.
+
+  Raises:
+    ValueError: If `interval` < 1.
+  """
+
+  def __init__(self, estimator: ModelEstimator, act: Callable[[np.ndarray], np.ndarray],
+               variables: Sequence[tf.Variable], checkpoint_dir: str, interval: int,
+               final_step: int, tolerance: float):
+    if interval < 1:
+      raise ValueError(f'Policy rollback rates at evaluation steps; eval_interval must be '
+                       f'>= 1, got {interval}.')
+    self._estimator, self._act = estimator, act
+    self._variables = list(variables)
+    self._interval, self._final_step, self._tolerance = interval, final_step, tolerance
+    self._incumbent = [tf.Variable(v, trainable=False) for v in self._variables]
+    self.best_rating = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
+    self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+    checkpoint = tf.train.Checkpoint(incumbent=self._incumbent, best_rating=self.best_rating,
+                                     best_step=self.best_step)
+    self._manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=1)
+    if self._manager.latest_checkpoint:
+      checkpoint.read(self._manager.latest_checkpoint).assert_existing_objects_matched()
+      logging.info('Policy rollback: incumbent of step %d (model return %.1f) restored.',
+                   int(self.best_step.numpy()), float(self.best_rating.numpy()))
+
+  def __call__(self, step: int, force_trigger: bool = False) -> Optional[str]:
+    """At a rating step: rates the policy, updates the incumbent or restores it.
+
+    Args:
+      step: The train step reached.
+      force_trigger: True from `train_eval`'s final save, which does nothing here (the final
+        step was rated when the learner reached it).
+
+    Returns:
+      None off a rating step, else 'improved', 'restored' or 'kept'.
+    """
+    step = int(step)
+    if force_trigger or not 0 < step <= self._final_step or (step % self._interval and step != self._final_step):
+      return None
+    rating = self._estimator.rate(self._act).mean_return
+    best = float(self.best_rating.numpy())
+    if rating > best:
+      outcome = 'improved'
+      for saved, variable in zip(self._incumbent, self._variables):
+        saved.assign(variable)
+      self.best_rating.assign(rating)
+      self.best_step.assign(step)
+    elif rating < best - self._tolerance * abs(best):
+      outcome = 'restored'
+      for saved, variable in zip(self._incumbent, self._variables):
+        variable.assign(saved)
+    else:
+      outcome = 'kept'
+    self._manager.save(checkpoint_number=step)
+    logging.info('Policy rollback at step %d: model return %.1f, best %.1f (step %d): %s.',
+                 step, rating, float(self.best_rating.numpy()), int(self.best_step.numpy()),
+                 outcome)
+    with tf.summary.record_if(True):
+      tf.summary.scalar('Rollback/model_return', rating, step=step)
+      tf.summary.scalar('Rollback/best_model_return', self.best_rating, step=step)
+      tf.summary.scalar('Rollback/restored', float(outcome == 'restored'), step=step)
+    return outcome

@@ -1,0 +1,113 @@
+"""Model-rated policy rollback (`cql_sac.policy_rollback`): the trigger's rule against ratings
+computed from the weights themselves, the incumbent kept over a restart, and in
+cql_sac_train_eval the restored weights being the ones saved at the step; settings that
+cannot work fail before anything is written."""
+
+import os
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+from tf_agents.agents.cql import cql_sac_agent as tf_agents_cql
+from tf_agents.policies import py_tf_eager_policy
+
+from cql_sac import model_ope
+from cql_sac import policy_rollback
+from cql_sac import select
+from cql_sac import train_eval
+from cql_sac.model_ope import ModelRollouts
+from tests.test_train_eval import clean_gin  # pylint: disable=unused-import (autouse)
+from tests.test_train_eval import small_train_eval
+
+
+class _Rating:
+  """Rates μ(s) = w·s at s = 1 by −|w − 3|: the best weight is 3."""
+
+  def rate(self, act):
+    return ModelRollouts(-abs(float(act(np.ones([1, 1], np.float32))[0, 0]) - 3.0), 1.0)
+
+
+def _trigger(weight, checkpoint_dir, tolerance=0.1):
+  act = lambda observation: observation * weight.numpy()
+  return policy_rollback.PolicyRollbackTrigger(_Rating(), act, [weight], checkpoint_dir,
+                                               interval=10, final_step=35,
+                                               tolerance=tolerance)
+
+
+def test_the_trigger_keeps_the_best_weights_and_restores_them_after_a_drop(tmp_path):
+  weight = tf.Variable(1.0)
+  trigger = _trigger(weight, str(tmp_path))
+  outcomes = []
+  # Step: the weight training left. Ratings −2, −0.5, −0.54 (within 10% of −0.5), −4,
+  # and at the final step 35 (not a multiple of 10) −0.5 again after the restore.
+  for step, trained in ((5, 9.0), (10, 1.0), (20, 2.5), (30, 2.46), (31, 7.0), (35, 7.0)):
+    weight.assign(trained)
+    outcomes.append((step, trigger(step), weight.numpy()))
+  assert outcomes == [(5, None, 9.0), (10, 'improved', 1.0), (20, 'improved', 2.5),
+                      (30, 'kept', np.float32(2.46)), (31, None, 7.0), (35, 'restored', 2.5)]
+  assert trigger(40) is None and trigger(35, force_trigger=True) is None
+  assert (float(trigger.best_rating.numpy()), int(trigger.best_step.numpy())) == (-0.5, 20)
+
+  # A restarted run keeps the incumbent: a later drop restores 2.5, not its own weight.
+  weight.assign(-5.0)
+  again = _trigger(weight, str(tmp_path))
+  assert int(again.best_step.numpy()) == 20
+  assert again(10) == 'restored' and weight.numpy() == 2.5
+
+
+def test_a_zero_tolerance_restores_on_any_drop(tmp_path):
+  weight = tf.Variable(3.0)
+  trigger = _trigger(weight, str(tmp_path), tolerance=0.0)
+  assert trigger(10) == 'improved'
+  weight.assign(3.01)
+  assert trigger(20) == 'restored' and weight.numpy() == 3.0
+
+
+@pytest.mark.slow
+def test_train_eval_saves_the_restored_actor_at_the_rating_step(tmp_path, dataset_dir,
+                                                                monkeypatch):
+  """Ratings 1 at step 40, then 0 at 80 and 120: the actor of step 40 comes back before the
+  step-80 and step-120 policies are saved, so the exported policy acts as step 40's did."""
+  gin.parse_config(['ModelConfig.ensemble_size = 2', 'ModelConfig.hidden_layers = (16,)',
+                    'ModelConfig.num_steps = 100', 'ModelConfig.steps_per_call = 100',
+                    'ModelConfig.num_rollouts = 8', 'ModelConfig.horizon = 3',
+                    'RollbackConfig.tolerance = 0.1'])
+  probe = np.linspace(-1, 1, 11, dtype=np.float32)[None]  # Hopper observations [1, 11].
+  actions, ratings = [], iter([1.0, 0.0, 0.0])
+  def rate(estimator, act):
+    assert estimator.horizon == 3 and estimator.initial_states.shape == (8, 11)
+    actions.append(act(probe))
+    return ModelRollouts(next(ratings), 3.0)
+  monkeypatch.setattr(model_ope.ModelEstimator, 'rate', rate)
+  root_dir = str(tmp_path / 'run')
+  small_train_eval(root_dir, dataset_dir, num_gradient_updates=120, eval_interval=40,
+                   learner_iterations_per_call=40, policy_save_interval=40,
+                   actor_learning_rate=1e-2)
+  assert len(actions) == 3 and not np.allclose(actions[1], actions[0], atol=1e-4)
+  saved = select.find_saved_policies(root_dir)
+  policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(saved.saved_model_dir,
+                                                        load_specs_from_pbtxt=True,
+                                                        batch_time_steps=False)
+  assert sorted(saved.checkpoints) == [40, 80, 120]
+  for step in (80, 120):  # Saved after the restores: step 40's actor.
+    policy.update_from_checkpoint(saved.checkpoints[step])
+    np.testing.assert_allclose(select.greedy_actions(policy, probe), actions[0], rtol=1e-5,
+                               atol=1e-6)
+  assert os.path.exists(os.path.join(root_dir, policy_rollback.ROLLBACK_DIR,
+                                     policy_rollback.MODEL_DIR, 'model_settings.json'))
+
+
+@pytest.mark.parametrize('bindings, overrides, message', [
+    (['RollbackConfig.tolerance = -0.1'], {}, r'RollbackConfig.tolerance must be >= 0'),
+    (['RollbackConfig.tolerance = 0.1'], dict(eval_interval=0),
+     r'policy rollback\) rates the policy at evaluation steps; set train_eval.eval_interval'),
+    (['RollbackConfig.tolerance = 0.1'], dict(agent_class=tf_agents_cql.CqlSacAgent),
+     r"restores cql_sac's CqlSacAgent's actor, not tf_agents.agents.cql"),
+])
+def test_rollback_settings_that_cannot_work_fail_before_anything_is_written(
+    tmp_path, dataset_dir, bindings, overrides, message):
+  gin.parse_config(bindings)
+  with pytest.raises(train_eval.ConfigError, match=message):
+    small_train_eval(str(tmp_path / 'run'), dataset_dir, **overrides)
+  assert not (tmp_path / 'run').exists()
