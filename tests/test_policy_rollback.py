@@ -16,6 +16,7 @@ from cql_sac import model_ope
 from cql_sac import policy_rollback
 from cql_sac import select
 from cql_sac import train_eval
+from cql_sac.agents.combo_agent import ComboAgent
 from cql_sac.model_ope import ModelRollouts
 from tests.test_train_eval import clean_gin  # pylint: disable=unused-import (autouse)
 from tests.test_train_eval import small_train_eval
@@ -104,6 +105,9 @@ def test_train_eval_saves_the_restored_actor_at_the_rating_step(tmp_path, datase
      r'policy rollback\) rates the policy at evaluation steps; set train_eval.eval_interval'),
     (['RollbackConfig.tolerance = 0.1'], dict(agent_class=tf_agents_cql.CqlSacAgent),
      r"restores cql_sac's CqlSacAgent's actor, not tf_agents.agents.cql"),
+    (['RollbackConfig.tolerance = 0.1', 'RollbackConfig.model_dir = "/tmp/m"',
+      'RolloutConfig.model_dir = "/tmp/m"'], dict(agent_class=ComboAgent),
+     r"needs a rating model apart from COMBO's; give RollbackConfig.model_dir another"),
 ])
 def test_rollback_settings_that_cannot_work_fail_before_anything_is_written(
     tmp_path, dataset_dir, bindings, overrides, message):
