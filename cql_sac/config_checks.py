@@ -23,8 +23,8 @@ from cql_sac.datasets.holdout import holdout_seed
 from cql_sac.datasets.loading import recorded_env_name
 from cql_sac.envs import position_dims
 from cql_sac.model_rollouts import RolloutConfig
-from cql_sac.policy_rollback import RollbackConfig
 from cql_sac.networks import configured_lstm_size
+from cql_sac.policy_rollback import RollbackConfig
 from cql_sac.run_record import read_run_record
 from cql_sac.tasks import get_dataset_info
 
