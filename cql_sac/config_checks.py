@@ -22,6 +22,7 @@ from cql_sac.agents.cql_sac_agent import CqlSacAgent
 from cql_sac.datasets.holdout import holdout_seed
 from cql_sac.datasets.loading import recorded_env_name
 from cql_sac.envs import position_dims
+from cql_sac.model_ope import ModelConfig
 from cql_sac.model_rollouts import RolloutConfig
 from cql_sac.networks import configured_lstm_size
 from cql_sac.policy_rollback import RollbackConfig
@@ -104,7 +105,8 @@ def _check_combo(arguments: Dict) -> None:
 def _check_rollback(arguments: Dict) -> None:
   """The gin-bound `RollbackConfig` (`cql_sac.policy_rollback`): in range, and, when on, what
   it needs: evaluation steps to rate at, cql_sac's agent (its `actor_variables`), a stateless
-  policy, and a rating model directory of its own.
+  policy, and a rating model directory of its own unless it rates with COMBO's model (the
+  same directory and seed).
 
   Raises:
     ConfigError: Naming the setting to change.
@@ -125,8 +127,11 @@ def _check_rollback(arguments: Dict) -> None:
       (arguments['train_sequence_length'] != 2, 'rolls a stateless policy out; recurrent '
        'networks are not supported'),
       (issubclass(agent_class, ComboAgent) and rollback.model_dir is not None
-       and rollback.model_dir == RolloutConfig().model_dir, 'needs a rating model apart '
-       'from COMBO\'s; give RollbackConfig.model_dir another directory'))
+       and rollback.model_dir == RolloutConfig().model_dir
+       and rollback.model_seed != ModelConfig().seed, 'shares COMBO\'s model directory but '
+       'fits another model (RollbackConfig.model_seed differs from ModelConfig.seed); give '
+       'RollbackConfig.model_dir another directory, or the same seed to rate with COMBO\'s '
+       'model'))
   for failed, why in problems:
     if failed:
       raise ConfigError(f'RollbackConfig.tolerance (policy rollback) {why}, or unset '

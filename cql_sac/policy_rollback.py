@@ -52,7 +52,8 @@ class RollbackConfig:
       `ModelConfig`'s); COMBO's rollout model uses `ModelConfig.seed` itself.
     model_dir: Where the rating model is kept (fit there on first use, reused while the
       dataset and settings are the same; runs on one dataset may share one); None:
-      root_dir/train/rollback/rating_model. Not COMBO's `RolloutConfig.model_dir`.
+      root_dir/train/rollback/rating_model. COMBO's `RolloutConfig.model_dir` only with
+      `model_seed` = `ModelConfig.seed`: then COMBO's own model rates.
   """
   tolerance: Optional[float] = None
   model_seed: int = 1

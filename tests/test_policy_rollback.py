@@ -107,7 +107,7 @@ def test_train_eval_saves_the_restored_actor_at_the_rating_step(tmp_path, datase
      r"restores cql_sac's CqlSacAgent's actor, not tf_agents.agents.cql"),
     (['RollbackConfig.tolerance = 0.1', 'RollbackConfig.model_dir = "/tmp/m"',
       'RolloutConfig.model_dir = "/tmp/m"'], dict(agent_class=ComboAgent),
-     r"needs a rating model apart from COMBO's; give RollbackConfig.model_dir another"),
+     r"shares COMBO's model directory but fits another model"),
 ])
 def test_rollback_settings_that_cannot_work_fail_before_anything_is_written(
     tmp_path, dataset_dir, bindings, overrides, message):
