@@ -12,6 +12,7 @@ import tensorflow as tf
 from tf_agents.agents.cql import cql_sac_agent as tf_agents_cql
 from tf_agents.policies import py_tf_eager_policy
 
+from cql_sac import config_checks
 from cql_sac import model_ope
 from cql_sac import policy_rollback
 from cql_sac import select
@@ -115,3 +116,11 @@ def test_rollback_settings_that_cannot_work_fail_before_anything_is_written(
   with pytest.raises(train_eval.ConfigError, match=message):
     small_train_eval(str(tmp_path / 'run'), dataset_dir, **overrides)
   assert not (tmp_path / 'run').exists()
+
+
+def test_rollback_may_rate_with_combos_own_model():
+  """The same directory with the same seed is one model, which COMBO fits and rollback reads."""
+  gin.parse_config(['RollbackConfig.tolerance = 0.1', 'RollbackConfig.model_seed = 0',
+                    'RollbackConfig.model_dir = "/tmp/m"', 'RolloutConfig.model_dir = "/tmp/m"'])
+  config_checks._check_rollback(  # pylint: disable=protected-access
+      dict(agent_class=ComboAgent, eval_interval=10, train_sequence_length=2))
