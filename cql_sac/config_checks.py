@@ -106,7 +106,7 @@ def _check_rollback(arguments: Dict) -> None:
   """The gin-bound `RollbackConfig` (`cql_sac.policy_rollback`): in range, and, when on, what
   it needs: evaluation steps to rate at, cql_sac's agent (its `actor_variables`), a stateless
   policy, and a rating model directory of its own unless it rates with COMBO's model (the
-  same directory and seed).
+  same seed).
 
   Raises:
     ConfigError: Naming the setting to change.
@@ -128,10 +128,10 @@ def _check_rollback(arguments: Dict) -> None:
        'networks are not supported'),
       (issubclass(agent_class, ComboAgent) and rollback.model_dir is not None
        and rollback.model_dir == RolloutConfig().model_dir
-       and rollback.model_seed != ModelConfig().seed, 'shares COMBO\'s model directory but '
-       'fits another model (RollbackConfig.model_seed differs from ModelConfig.seed); give '
-       'RollbackConfig.model_dir another directory, or the same seed to rate with COMBO\'s '
-       'model'))
+       and rollback.model_seed not in (None, ModelConfig().seed), 'shares COMBO\'s model '
+       'directory but fits another model (RollbackConfig.model_seed differs from '
+       'ModelConfig.seed); give RollbackConfig.model_dir another directory, or unset '
+       'RollbackConfig.model_seed to rate with COMBO\'s model'))
   for failed, why in problems:
     if failed:
       raise ConfigError(f'RollbackConfig.tolerance (policy rollback) {why}, or unset '

@@ -305,6 +305,11 @@ class ModelRolloutWriter:
     return steps.num_items
 
 
+def model_directory(root_dir: str, config: RolloutConfig) -> str:
+  """Where COMBO's dynamics model is kept: `config.model_dir`, else root_dir/dynamics_model."""
+  return config.model_dir or os.path.join(root_dir, MODEL_DIR)
+
+
 def build_rollout_writer(root_dir: str, episodes: EpisodeSteps, dataset: dict,
                          data_spec: trajectory.Trajectory, policy: tf_policy.TFPolicy,
                          seed: int, reward_shift: float = 0.0,
@@ -333,8 +338,8 @@ def build_rollout_writer(root_dir: str, episodes: EpisodeSteps, dataset: dict,
   config = config or RolloutConfig()
   config.check()
   data = ope.dataset_transitions(episodes)
-  model = load_or_fit_dynamics_model(config.model_dir or os.path.join(root_dir, MODEL_DIR),
-                                     data, ModelConfig(), dataset)
+  model = load_or_fit_dynamics_model(model_directory(root_dir, config), data, ModelConfig(),
+                                     dataset)
   replay = ModelReplay(data_spec, config.capacity)
   return ModelRolloutWriter(model, replay, data.observation, policy_action_sampler(policy),
                             config, seed, reward_shift)

@@ -10,8 +10,10 @@ policy, the one exported and evaluated, is the best-rated one within a tolerance
   the evaluated policy (greedy; the averaged actor's with `CqlSacAgent.actor_ema_tau`) is
   rolled out in a dynamics model (`cql_sac.model_ope`: DOPE's model-based estimate, Fu et al.
   2021, section 5) from the dataset's initial states; its rating R is the mean undiscounted
-  model return, in reward units. The model is fit apart from COMBO's rollout model (another
-  `ModelConfig.seed`), so that an actor that learned one model's errors is rated by another.
+  model return, in reward units. With COMBO the model is COMBO's own unless
+  `RollbackConfig.model_seed` names another: on hopper-medium-replay COMBO's own model
+  ranked the policies better than a second one fit apart (session 22,
+  benchmarks/results/diagnosis_medium_replay.md).
 * **Incumbent**: the actor weights (trained and averaged) of the best rating so far, R*.
 * **Rollback**: R > R* makes the current weights the incumbent; R < R* − tolerance·|R*|
   assigns the incumbent's weights to the actor (and averaged actor), which goes on training
@@ -49,14 +51,15 @@ class RollbackConfig:
     tolerance: The relative drop of the model rating below the best one that restores the
       best weights, >= 0 (0.1: a rating under 90% of the best); None: no rollback.
     model_seed: `ModelConfig.seed` of the rating model (the other settings are the bound
-      `ModelConfig`'s); COMBO's rollout model uses `ModelConfig.seed` itself.
+      `ModelConfig`'s); None: `ModelConfig.seed` itself, so that with COMBO its own model
+      rates (read from its directory, not fit again).
     model_dir: Where the rating model is kept (fit there on first use, reused while the
-      dataset and settings are the same; runs on one dataset may share one); None:
-      root_dir/train/rollback/rating_model. COMBO's `RolloutConfig.model_dir` only with
-      `model_seed` = `ModelConfig.seed`: then COMBO's own model rates.
+      dataset and settings are the same; runs on one dataset may share one); None: COMBO's
+      model directory when COMBO's own model rates, else
+      root_dir/train/rollback/rating_model. COMBO's directory with another seed is refused.
   """
   tolerance: Optional[float] = None
-  model_seed: int = 1
+  model_seed: Optional[int] = None
   model_dir: Optional[str] = None
 
   @property

@@ -102,7 +102,9 @@ from cql_sac.model_ope import ModelConfig
 from cql_sac.model_ope import build_model_estimator
 from cql_sac.model_ope import dataset_identity
 from cql_sac.model_rollouts import ModelRolloutWriter
+from cql_sac.model_rollouts import RolloutConfig
 from cql_sac.model_rollouts import build_rollout_writer
+from cql_sac.model_rollouts import model_directory
 from cql_sac.networks import ObservationStatistics
 from cql_sac.ope import dataset_transitions
 from cql_sac.ope import initial_observations
@@ -734,21 +736,29 @@ def _model_dataset(config: SimpleNamespace, data: _Dataset) -> dict:
   return dataset
 
 
-def _build_rollback(config: SimpleNamespace, data: _Dataset, agent,
-                    eval_tf_policy) -> Optional[PolicyRollbackTrigger]:
+def _build_rollback(config: SimpleNamespace, data: _Dataset, agent, eval_tf_policy,
+                    rollouts: Optional[ModelRolloutWriter]) -> Optional[PolicyRollbackTrigger]:
   """Stage 4b': the model-rated policy rollback (`cql_sac.policy_rollback`) when
-  `RollbackConfig.tolerance` is set, else None. Fits its rating model (or restores it),
-  rolled out to the task's episode length unless `ModelConfig.horizon`.
+  `RollbackConfig.tolerance` is set, else None. Fits its rating model (or restores it:
+  with COMBO and the same seed, COMBO's own), rolled out to the task's episode length unless
+  `ModelConfig.horizon`.
   """
   rollback = RollbackConfig()
   if not rollback.enabled:
     return None
-  model_dir = rollback.model_dir or os.path.join(config.root_dir, ROLLBACK_DIR,
-                                                 ROLLBACK_MODEL_DIR)
+  model_config = ModelConfig()
+  if rollback.model_seed is not None:
+    model_config = dataclasses.replace(model_config, seed=rollback.model_seed)
+  if rollback.model_dir:
+    model_dir = rollback.model_dir
+  elif rollouts is not None and model_config == ModelConfig():  # COMBO's own model.
+    model_dir = model_directory(config.root_dir, RolloutConfig())
+  else:
+    model_dir = os.path.join(config.root_dir, ROLLBACK_DIR, ROLLBACK_MODEL_DIR)
   estimator = build_model_estimator(
       model_dir, dataset_transitions(data.episodes), initial_observations(data.episodes),
-      dataclasses.replace(ModelConfig(), seed=rollback.model_seed),
-      _model_dataset(config, data), get_dataset_info(config.env_name).max_episode_steps)
+      model_config, _model_dataset(config, data),
+      get_dataset_info(config.env_name).max_episode_steps)
   return PolicyRollbackTrigger(estimator, greedy_action_fn(eval_tf_policy),
                                agent.actor_variables,
                                os.path.join(config.root_dir, ROLLBACK_DIR),
@@ -795,7 +805,7 @@ def _build_learner(config: SimpleNamespace, data: _Dataset, training: _Training,
     policy_triggers.append(policies.PolicyExportTrigger(
         policies_dir, eval_tf_policy, train_step, interval, policies.Q_FILTERED_POLICY_DIR,
         policies.Q_FILTERED_CHECKPOINT_DIR))
-  rollback = _build_rollback(config, data, agent, eval_tf_policy)
+  rollback = _build_rollback(config, data, agent, eval_tf_policy, rollouts)
   if rollback is not None:  # First: the policies and checkpoint saved after it are its.
     policy_triggers.insert(0, rollback)
   experience_dataset_fn = lambda: replay.as_dataset(config.batch_size, config.data_prefetch)

@@ -19,6 +19,7 @@ from cql_sac import select
 from cql_sac import train_eval
 from cql_sac.agents.combo_agent import ComboAgent
 from cql_sac.model_ope import ModelRollouts
+from cql_sac.summaries import read_scalars
 from tests.test_train_eval import clean_gin  # pylint: disable=unused-import (autouse)
 from tests.test_train_eval import small_train_eval
 
@@ -106,8 +107,9 @@ def test_train_eval_saves_the_restored_actor_at_the_rating_step(tmp_path, datase
      r'policy rollback\) rates the policy at evaluation steps; set train_eval.eval_interval'),
     (['RollbackConfig.tolerance = 0.1'], dict(agent_class=tf_agents_cql.CqlSacAgent),
      r"restores cql_sac's CqlSacAgent's actor, not tf_agents.agents.cql"),
-    (['RollbackConfig.tolerance = 0.1', 'RollbackConfig.model_dir = "/tmp/m"',
-      'RolloutConfig.model_dir = "/tmp/m"'], dict(agent_class=ComboAgent),
+    (['RollbackConfig.tolerance = 0.1', 'RollbackConfig.model_seed = 1',
+      'RollbackConfig.model_dir = "/tmp/m"', 'RolloutConfig.model_dir = "/tmp/m"'],
+     dict(agent_class=ComboAgent),
      r"shares COMBO's model directory but fits another model"),
 ])
 def test_rollback_settings_that_cannot_work_fail_before_anything_is_written(
@@ -118,9 +120,23 @@ def test_rollback_settings_that_cannot_work_fail_before_anything_is_written(
   assert not (tmp_path / 'run').exists()
 
 
-def test_rollback_may_rate_with_combos_own_model():
-  """The same directory with the same seed is one model, which COMBO fits and rollback reads."""
-  gin.parse_config(['RollbackConfig.tolerance = 0.1', 'RollbackConfig.model_seed = 0',
-                    'RollbackConfig.model_dir = "/tmp/m"', 'RolloutConfig.model_dir = "/tmp/m"'])
-  config_checks._check_rollback(  # pylint: disable=protected-access
-      dict(agent_class=ComboAgent, eval_interval=10, train_sequence_length=2))
+@pytest.mark.slow
+def test_combo_rates_with_its_own_model_by_default(tmp_path, dataset_dir, monkeypatch):
+  """COMBO fits its model once; the rollback reads that model (the same estimator settings)
+  instead of fitting a second one."""
+  gin.parse_config(['ModelConfig.ensemble_size = 2', 'ModelConfig.hidden_layers = (16,)',
+                    'ModelConfig.num_steps = 100', 'ModelConfig.steps_per_call = 100',
+                    'ModelConfig.num_rollouts = 4', 'ModelConfig.horizon = 2',
+                    'RolloutConfig.num_starts = 20', 'RolloutConfig.horizon = 2',
+                    'RolloutConfig.interval = 40', 'RollbackConfig.tolerance = 0.1'])
+  fit = model_ope.fit_dynamics_model
+  fits = []
+  monkeypatch.setattr(model_ope, 'fit_dynamics_model',
+                      lambda *args: fits.append(args) or fit(*args))
+  root_dir = tmp_path / 'run'
+  small_train_eval(str(root_dir), dataset_dir, agent_class=ComboAgent, num_gradient_updates=80,
+                   eval_interval=40, learner_iterations_per_call=40)
+  assert len(fits) == 1
+  assert not (root_dir / policy_rollback.ROLLBACK_DIR / policy_rollback.MODEL_DIR).exists()
+  ratings = read_scalars(str(root_dir / 'train'))['Rollback/model_return']
+  assert [step for step, _ in ratings] == [40, 80]
