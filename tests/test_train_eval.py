@@ -24,6 +24,7 @@ from tf_agents.trajectories import time_step as ts
 from cql_sac import eval as cql_eval
 from cql_sac.agents import cal_ql_agent
 from cql_sac import learner as learner_lib
+from cql_sac import policy_rollback
 from cql_sac import train_eval
 from cql_sac.recording.collect import write_dataset
 from cql_sac.datasets.loading import load_episodes
@@ -530,6 +531,13 @@ def test_configs_resolve_includes_from_any_directory(tmp_path, monkeypatch, name
   if name != 'antmaze':  # Included (antmaze keeps the default temperature).
     assert gin.query_parameter('train_eval.reward_scale_factor') == reward_scale
     assert gin.query_parameter('train_eval.softmax_temperature') == temperature
+
+
+def test_combo_config_rolls_the_policy_back():
+  """configs/combo_medium_replay.gin turns policy rollback on, rated by COMBO's own model."""
+  train_eval.parse_gin_config([os.path.join(REPO, 'configs', 'combo_medium_replay.gin')], [])
+  assert gin.query_parameter('RollbackConfig.tolerance') == 0.1
+  assert policy_rollback.RollbackConfig().model_seed is None
 
 
 @pytest.mark.parametrize('recipe', ['corl/mujoco', 'jaxcql/mujoco', 'jrl/mujoco', 'corl/antmaze',
