@@ -35,6 +35,7 @@ import tensorflow as tf
 from tf_agents.policies import tf_policy
 from tf_agents.trajectories import time_step as ts
 
+from cql_sac import checkpoints
 from cql_sac.model_ope import ModelEstimator
 
 # Under root_dir: the incumbent's checkpoint, and the rating model unless `model_dir`.
@@ -104,6 +105,8 @@ class PolicyRollbackTrigger:
 
   Raises:
     ValueError: If `interval` < 1.
+    cql_sac.checkpoints.CheckpointWriteError: From a call whose incumbent checkpoint cannot be
+      written (e.g. a full disk).
   """
 
   def __init__(self, estimator: ModelEstimator, act: Callable[[np.ndarray], np.ndarray],
@@ -121,10 +124,17 @@ class PolicyRollbackTrigger:
     checkpoint = tf.train.Checkpoint(incumbent=self._incumbent, best_rating=self.best_rating,
                                      best_step=self.best_step)
     self._manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=1)
+    # A failed write (a full disk) raises CheckpointWriteError in one line, as the learner's.
+    self._save = checkpoints.reporting_write_errors(checkpoint_dir)(self._manager.save)
     if self._manager.latest_checkpoint:
       checkpoint.read(self._manager.latest_checkpoint).assert_existing_objects_matched()
       logging.info('Policy rollback: incumbent of step %d (model return %.1f) restored.',
                    int(self.best_step.numpy()), float(self.best_rating.numpy()))
+
+  def _rates_at(self, step: int) -> bool:
+    """Whether `step` is a rating step: a multiple of the interval, or the final step."""
+    return 0 < step <= self._final_step and (step % self._interval == 0
+                                             or step == self._final_step)
 
   def __call__(self, step: int, force_trigger: bool = False) -> Optional[str]:
     """At a rating step: rates the policy, updates the incumbent or restores it.
@@ -138,7 +148,7 @@ class PolicyRollbackTrigger:
       None off a rating step, else 'improved', 'restored' or 'kept'.
     """
     step = int(step)
-    if force_trigger or not 0 < step <= self._final_step or (step % self._interval and step != self._final_step):
+    if force_trigger or not self._rates_at(step):
       return None
     rating = self._estimator.rate(self._act).mean_return
     best = float(self.best_rating.numpy())
@@ -154,7 +164,7 @@ class PolicyRollbackTrigger:
         variable.assign(saved)
     else:
       outcome = 'kept'
-    self._manager.save(checkpoint_number=step)
+    self._save(checkpoint_number=step)
     logging.info('Policy rollback at step %d: model return %.1f, best %.1f (step %d): %s.',
                  step, rating, float(self.best_rating.numpy()), int(self.best_step.numpy()),
                  outcome)
