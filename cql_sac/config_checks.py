@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Dict, Optional
 
 from absl import logging
+import gin
 import tensorflow as tf
 
 from cql_sac import checkpoints
@@ -126,6 +127,9 @@ def _check_rollback(arguments: Dict) -> None:
        f'not {agent_class.__module__}.{agent_class.__name__}'),
       (arguments['train_sequence_length'] != 2, 'rolls a stateless policy out; recurrent '
        'networks are not supported'),
+      (rollback.rate_trained_actor and _bound_actor_ema_tau(agent_class) is None,
+       'with RollbackConfig.rate_trained_actor rates the trained actor beside the averaged '
+       'one; set CqlSacAgent.actor_ema_tau or unset RollbackConfig.rate_trained_actor'),
       (issubclass(agent_class, ComboAgent) and rollback.model_dir is not None
        and rollback.model_dir == RolloutConfig().model_dir
        and rollback.model_seed not in (None, ModelConfig().seed), 'shares COMBO\'s model '
@@ -156,6 +160,19 @@ _NOT_WITH_SEQUENCES = {
     'eval_with_q_filter': 'the Q-filtered policy is stateless',
     'replay_server_address': 'cql_sac_reverb_server serves 2-step items',
     'normalize_observations': 'the recurrent critics take no normalization layer'}
+
+
+def _bound_actor_ema_tau(agent_class: type) -> Optional[float]:
+  """`actor_ema_tau` as gin binds it for `agent_class` (a `CqlSacAgent` subclass), or None:
+  the class's own binding, else its nearest parent's."""
+  for cls in agent_class.__mro__:
+    if not (isinstance(cls, type) and issubclass(cls, CqlSacAgent)):
+      continue
+    try:
+      return gin.query_parameter(f'{cls.__module__}.{cls.__name__}.actor_ema_tau')
+    except ValueError:
+      continue
+  return None
 
 
 def _check_numbers(arguments: Dict[str, object]) -> None:

@@ -14,11 +14,15 @@ policy, the one exported and evaluated, is the best-rated one within a tolerance
   `RollbackConfig.model_seed` names another: on hopper-medium-replay COMBO's own model
   ranked the policies better than a second one fit apart (session 22,
   benchmarks/results/diagnosis_medium_replay.md).
+  With `RollbackConfig.rate_trained_actor` the trained actor's greedy policy is rated too,
+  and R is the higher of the two ratings.
 * **Incumbent**: the actor weights (trained and averaged) of the best rating so far, R*.
-* **Rollback**: R > R* makes the current weights the incumbent; R < R* − tolerance·|R*|
-  assigns the incumbent's weights to the actor (and averaged actor), which goes on training
-  from them; in between, nothing changes. The critics, temperatures and optimizers are never
-  touched.
+* **Rollback**: R > R* + margin·|R*| makes the current weights the incumbent (when the trained
+  actor rated higher, the averaged actor first takes its weights, so that the evaluated and
+  exported policy is the rated one); R < R* − tolerance·|R*| assigns the incumbent's weights
+  to the actor (and averaged actor), which goes on training from them; in between, nothing
+  changes, except at the last step, where the incumbent comes back: a run ends on its
+  best-rated policy. The critics, temperatures and optimizers are never touched.
 
 The incumbent is checkpointed under root_dir/train/rollback at every rating, so a resumed run
 keeps it. Off unless `RollbackConfig.tolerance` is set; offline training only.
@@ -51,6 +55,10 @@ class RollbackConfig:
   Attributes:
     tolerance: The relative drop of the model rating below the best one that restores the
       best weights, >= 0 (0.1: a rating under 90% of the best); None: no rollback.
+    margin: The relative rise above the best rating that a policy needs to replace the
+      incumbent, >= 0 (0.05: above 105% of the best); 0: any rise.
+    rate_trained_actor: Rate the trained actor beside the averaged one (needs
+      `CqlSacAgent.actor_ema_tau`) and keep the higher-rated of the two.
     model_seed: `ModelConfig.seed` of the rating model (the other settings are the bound
       `ModelConfig`'s); None: `ModelConfig.seed` itself, so that with COMBO its own model
       rates (read from its directory, not fit again).
@@ -60,6 +68,8 @@ class RollbackConfig:
       root_dir/train/rollback/rating_model. COMBO's directory with another seed is refused.
   """
   tolerance: Optional[float] = None
+  margin: float = 0.0
+  rate_trained_actor: bool = False
   model_seed: Optional[int] = None
   model_dir: Optional[str] = None
 
@@ -73,6 +83,9 @@ class RollbackConfig:
     if self.tolerance is not None and not 0.0 <= self.tolerance < float('inf'):
       raise ValueError(f'RollbackConfig.tolerance must be >= 0 (0.1 restores below 90% of the '
                        f'best rating) or None for no rollback, got {self.tolerance}.')
+    if not 0.0 <= self.margin < float('inf'):
+      raise ValueError(f'RollbackConfig.margin must be >= 0 (0.05: a new incumbent rates '
+                       f'above 105% of the best), got {self.margin}.')
 
 
 def greedy_action_fn(policy: tf_policy.TFPolicy) -> Callable[[np.ndarray], np.ndarray]:
@@ -102,22 +115,35 @@ class PolicyRollbackTrigger:
     interval: Train steps between ratings, >= 1 (`train_eval.eval_interval`).
     final_step: The last offline step (rated, whatever the interval); none after it.
     tolerance: `RollbackConfig.tolerance`.
+    margin: `RollbackConfig.margin`.
+    trained_act: The trained actor's μ, rated beside `act` (`RollbackConfig.
+      rate_trained_actor`); None: only `act` is rated.
+    adopt_trained: Gives the evaluated policy the trained actor's weights
+      (`CqlSacAgent.reset_ema_actor`); called when `trained_act` rates higher and replaces
+      the incumbent. Required with `trained_act`.
 
   Raises:
-    ValueError: If `interval` < 1.
+    ValueError: If `interval` < 1, or `trained_act` comes without `adopt_trained`.
     cql_sac.checkpoints.CheckpointWriteError: From a call whose incumbent checkpoint cannot be
       written (e.g. a full disk).
   """
 
   def __init__(self, estimator: ModelEstimator, act: Callable[[np.ndarray], np.ndarray],
                variables: Sequence[tf.Variable], checkpoint_dir: str, interval: int,
-               final_step: int, tolerance: float):
+               final_step: int, tolerance: float, margin: float = 0.0,
+               trained_act: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+               adopt_trained: Optional[Callable[[], None]] = None):
     if interval < 1:
       raise ValueError(f'Policy rollback rates at evaluation steps; eval_interval must be '
                        f'>= 1, got {interval}.')
+    if trained_act is not None and adopt_trained is None:
+      raise ValueError('Rating the trained actor needs adopt_trained (the averaged actor '
+                       'takes its weights when it rates higher).')
     self._estimator, self._act = estimator, act
+    self._trained_act, self._adopt_trained = trained_act, adopt_trained
     self._variables = list(variables)
-    self._interval, self._final_step, self._tolerance = interval, final_step, tolerance
+    self._interval, self._final_step = interval, final_step
+    self._tolerance, self._margin = tolerance, margin
     self._incumbent = [tf.Variable(v, trainable=False) for v in self._variables]
     self.best_rating = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
     self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
@@ -136,6 +162,15 @@ class PolicyRollbackTrigger:
     return 0 < step <= self._final_step and (step % self._interval == 0
                                              or step == self._final_step)
 
+  def _outcome(self, step: int, rating: float, trained_rating: float) -> str:
+    """The rule (module docstring) for the step's ratings, before anything is assigned."""
+    best = float(self.best_rating.numpy())
+    if not np.isfinite(best) or max(rating, trained_rating) > best + self._margin * abs(best):
+      return 'promoted' if trained_rating > rating else 'improved'
+    if rating < best - self._tolerance * abs(best) or step == self._final_step:
+      return 'restored'
+    return 'kept'
+
   def __call__(self, step: int, force_trigger: bool = False) -> Optional[str]:
     """At a rating step: rates the policy, updates the incumbent or restores it.
 
@@ -145,31 +180,35 @@ class PolicyRollbackTrigger:
         step was rated when the learner reached it).
 
     Returns:
-      None off a rating step, else 'improved', 'restored' or 'kept'.
+      None off a rating step, else 'improved' (the evaluated policy is the new incumbent),
+      'promoted' (the trained actor is, and the evaluated policy now acts as it), 'restored'
+      or 'kept'.
     """
     step = int(step)
     if force_trigger or not self._rates_at(step):
       return None
     rating = self._estimator.rate(self._act).mean_return
-    best = float(self.best_rating.numpy())
-    if rating > best:
-      outcome = 'improved'
+    trained_rating = (-np.inf if self._trained_act is None
+                      else self._estimator.rate(self._trained_act).mean_return)
+    outcome = self._outcome(step, rating, trained_rating)
+    if outcome in ('improved', 'promoted'):
+      if outcome == 'promoted':
+        self._adopt_trained()
       for saved, variable in zip(self._incumbent, self._variables):
         saved.assign(variable)
-      self.best_rating.assign(rating)
+      self.best_rating.assign(max(rating, trained_rating))
       self.best_step.assign(step)
-    elif rating < best - self._tolerance * abs(best):
-      outcome = 'restored'
+    elif outcome == 'restored':
       for saved, variable in zip(self._incumbent, self._variables):
         variable.assign(saved)
-    else:
-      outcome = 'kept'
     self._save(checkpoint_number=step)
-    logging.info('Policy rollback at step %d: model return %.1f, best %.1f (step %d): %s.',
-                 step, rating, float(self.best_rating.numpy()), int(self.best_step.numpy()),
-                 outcome)
+    logging.info('Policy rollback at step %d: model return %.1f (trained actor %.1f), best '
+                 '%.1f (step %d): %s.', step, rating, trained_rating,
+                 float(self.best_rating.numpy()), int(self.best_step.numpy()), outcome)
     with tf.summary.record_if(True):
       tf.summary.scalar('Rollback/model_return', rating, step=step)
+      if self._trained_act is not None:
+        tf.summary.scalar('Rollback/trained_actor_model_return', trained_rating, step=step)
       tf.summary.scalar('Rollback/best_model_return', self.best_rating, step=step)
       tf.summary.scalar('Rollback/restored', float(outcome == 'restored'), step=step)
     return outcome

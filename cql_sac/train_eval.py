@@ -741,7 +741,8 @@ def _build_rollback(config: SimpleNamespace, data: _Dataset, agent, eval_tf_poli
   """Stage 4b': the model-rated policy rollback (`cql_sac.policy_rollback`) when
   `RollbackConfig.tolerance` is set, else None. Fits its rating model (or restores it:
   with COMBO and the same seed, COMBO's own), rolled out to the task's episode length unless
-  `ModelConfig.horizon`.
+  `ModelConfig.horizon`. With `RollbackConfig.rate_trained_actor` the trained actor's greedy
+  policy is rated too, and the averaged actor takes its weights when it is the better one.
   """
   rollback = RollbackConfig()
   if not rollback.enabled:
@@ -759,11 +760,15 @@ def _build_rollback(config: SimpleNamespace, data: _Dataset, agent, eval_tf_poli
       model_dir, dataset_transitions(data.episodes), initial_observations(data.episodes),
       model_config, _model_dataset(config, data),
       get_dataset_info(config.env_name).max_episode_steps)
+  trained_act = adopt_trained = None
+  if rollback.rate_trained_actor:
+    trained_act = greedy_action_fn(greedy_policy.GreedyPolicy(agent.policy))
+    adopt_trained = agent.reset_ema_actor
   return PolicyRollbackTrigger(estimator, greedy_action_fn(eval_tf_policy),
                                agent.actor_variables,
                                os.path.join(config.root_dir, ROLLBACK_DIR),
                                config.eval_interval, config.num_gradient_updates,
-                               rollback.tolerance)
+                               rollback.tolerance, rollback.margin, trained_act, adopt_trained)
 
 
 def _build_learner(config: SimpleNamespace, data: _Dataset, training: _Training, replay,

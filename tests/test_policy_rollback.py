@@ -31,11 +31,11 @@ class _Rating:
     return ModelRollouts(-abs(float(act(np.ones([1, 1], np.float32))[0, 0]) - 3.0), 1.0)
 
 
-def _trigger(weight, checkpoint_dir, tolerance=0.1):
+def _trigger(weight, checkpoint_dir, tolerance=0.1, **kwargs):
   act = lambda observation: observation * weight.numpy()
   return policy_rollback.PolicyRollbackTrigger(_Rating(), act, [weight], checkpoint_dir,
                                                interval=10, final_step=35,
-                                               tolerance=tolerance)
+                                               tolerance=tolerance, **kwargs)
 
 
 def test_the_trigger_keeps_the_best_weights_and_restores_them_after_a_drop(tmp_path):
@@ -65,6 +65,77 @@ def test_a_zero_tolerance_restores_on_any_drop(tmp_path):
   assert trigger(10) == 'improved'
   weight.assign(3.01)
   assert trigger(20) == 'restored' and weight.numpy() == 3.0
+
+
+def test_a_margin_keeps_the_incumbent_against_a_small_rise_and_the_run_ends_on_it(tmp_path):
+  weight = tf.Variable(1.0)
+  trigger = _trigger(weight, str(tmp_path), margin=0.5)
+  outcomes = []
+  # Ratings −2; −1.5 (above −2 but not above −2 + 0.5·2 = −1); −0.5 (above −1); at the
+  # final step −0.52, within the 10% band below −0.5 but not the incumbent: restored.
+  for step, trained in ((10, 1.0), (20, 1.5), (30, 2.5), (35, 2.48)):
+    weight.assign(trained)
+    outcomes.append((step, trigger(step), float(weight.numpy())))
+  assert outcomes == [(10, 'improved', 1.0), (20, 'kept', 1.5), (30, 'improved', 2.5),
+                      (35, 'restored', 2.5)]
+
+
+def test_a_higher_rated_trained_actor_is_adopted_by_the_averaged_one(tmp_path):
+  """Two actors μ_avg(s) = a·s and μ_trained(s) = t·s; the incumbent holds both weights."""
+  averaged, trained = tf.Variable(1.0), tf.Variable(2.0)
+  trigger = policy_rollback.PolicyRollbackTrigger(
+      _Rating(), lambda o: o * averaged.numpy(), [trained, averaged], str(tmp_path),
+      interval=10, final_step=40, tolerance=0.1, trained_act=lambda o: o * trained.numpy(),
+      adopt_trained=lambda: averaged.assign(trained))
+  assert trigger(10) == 'promoted'  # −1 (trained) against −2: the average takes 2.
+  assert (averaged.numpy(), trained.numpy()) == (2.0, 2.0)
+  assert float(trigger.best_rating.numpy()) == -1.0
+  averaged.assign(2.8)  # −0.2 against the trained actor's −2: the average is the better.
+  trained.assign(5.0)
+  assert trigger(20) == 'improved'
+  np.testing.assert_allclose((averaged.numpy(), trained.numpy()), (2.8, 5.0))
+  averaged.assign(0.0)
+  trained.assign(0.5)  # −3 and −2.5: both far below −0.2.
+  assert trigger(30) == 'restored'
+  np.testing.assert_allclose((averaged.numpy(), trained.numpy()), (2.8, 5.0))
+  with pytest.raises(ValueError, match='needs adopt_trained'):
+    policy_rollback.PolicyRollbackTrigger(_Rating(), lambda o: o, [trained], str(tmp_path),
+                                          10, 40, 0.1, trained_act=lambda o: o)
+
+
+@pytest.mark.slow
+def test_train_eval_exports_the_trained_actor_when_it_rates_higher(tmp_path, dataset_dir,
+                                                                  monkeypatch):
+  """With an averaged actor and rate_trained_actor: at step 40 the trained actor rates 1 and
+  the averaged one 0, so the averaged actor takes the trained weights before step 40's
+  policies are saved; the exported (averaged) policy then acts as the trained actor did."""
+  gin.parse_config(['ModelConfig.ensemble_size = 2', 'ModelConfig.hidden_layers = (16,)',
+                    'ModelConfig.num_steps = 100', 'ModelConfig.steps_per_call = 100',
+                    'ModelConfig.num_rollouts = 8', 'ModelConfig.horizon = 3',
+                    'RollbackConfig.tolerance = 0.1', 'RollbackConfig.rate_trained_actor = True',
+                    'cql_sac.agents.cql_sac_agent.CqlSacAgent.actor_ema_tau = 0.05'])
+  probe = np.linspace(-1, 1, 11, dtype=np.float32)[None]
+  actions, ratings = [], iter([0.0, 1.0])
+  def rate(unused_estimator, act):
+    actions.append(act(probe))
+    return ModelRollouts(next(ratings), 3.0)
+  monkeypatch.setattr(model_ope.ModelEstimator, 'rate', rate)
+  root_dir = str(tmp_path / 'run')
+  small_train_eval(root_dir, dataset_dir, num_gradient_updates=40, eval_interval=40,
+                   learner_iterations_per_call=40, policy_save_interval=40,
+                   actor_learning_rate=1e-2)
+  averaged_actions, trained_actions = actions
+  assert not np.allclose(averaged_actions, trained_actions, atol=1e-4)
+  saved = select.find_saved_policies(root_dir)
+  assert saved.saved_model_dir.endswith('ema_greedy_policy')
+  policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(saved.saved_model_dir,
+                                                        load_specs_from_pbtxt=True,
+                                                        batch_time_steps=False)
+  policy.update_from_checkpoint(saved.checkpoints[40])
+  np.testing.assert_allclose(select.greedy_actions(policy, probe), trained_actions, rtol=1e-5,
+                             atol=1e-6)
+  ratings = read_scalars(os.path.join(root_dir, 'train'))
+  assert ratings['Rollback/trained_actor_model_return'] == [(40, 1.0)]
 
 
 @pytest.mark.slow
@@ -103,6 +174,10 @@ def test_train_eval_saves_the_restored_actor_at_the_rating_step(tmp_path, datase
 
 @pytest.mark.parametrize('bindings, overrides, message', [
     (['RollbackConfig.tolerance = -0.1'], {}, r'RollbackConfig.tolerance must be >= 0'),
+    (['RollbackConfig.tolerance = 0.1', 'RollbackConfig.margin = -0.05'], {},
+     r'RollbackConfig.margin must be >= 0'),
+    (['RollbackConfig.tolerance = 0.1', 'RollbackConfig.rate_trained_actor = True'], {},
+     r'rates the trained actor beside the averaged one; set CqlSacAgent.actor_ema_tau'),
     (['RollbackConfig.tolerance = 0.1'], dict(eval_interval=0),
      r'policy rollback\) rates the policy at evaluation steps; set train_eval.eval_interval'),
     (['RollbackConfig.tolerance = 0.1'], dict(agent_class=tf_agents_cql.CqlSacAgent),

@@ -501,6 +501,18 @@ class CqlSacAgent(sac_agent.SacAgent):
     ema = () if self._ema_actor_network is None else self._ema_actor_network.variables
     return tuple(self._actor_network.variables) + tuple(ema)
 
+  def reset_ema_actor(self) -> None:
+    """w_ema ← w: the averaged actor (`actor_ema_tau`) takes the trained actor's weights, from
+    which it averages on (`cql_sac.policy_rollback` when the trained actor rates higher).
+
+    Raises:
+      ValueError: If the agent has no averaged actor (`actor_ema_tau` None).
+    """
+    if self._ema_actor_network is None:
+      raise ValueError('reset_ema_actor needs an averaged actor; set actor_ema_tau.')
+    for ema, trained in zip(self._ema_actor_network.variables, self._actor_network.variables):
+      ema.assign(trained)
+
   def _update_ema_actor(self):
     """w_ema ← (1−τ_π)·w_ema + τ_π·w over the actor's variables (no-op without EMA)."""
     if self._ema_actor_network is None:
