@@ -67,17 +67,19 @@ def test_a_zero_tolerance_restores_on_any_drop(tmp_path):
   assert trigger(20) == 'restored' and weight.numpy() == 3.0
 
 
-def test_a_margin_keeps_the_incumbent_against_a_small_rise_and_the_run_ends_on_it(tmp_path):
+def test_a_margin_keeps_the_incumbent_against_a_small_rise(tmp_path):
   weight = tf.Variable(1.0)
   trigger = _trigger(weight, str(tmp_path), margin=0.5)
   outcomes = []
-  # Ratings −2; −1.5 (above −2 but not above −2 + 0.5·2 = −1); −0.5 (above −1); at the
-  # final step −0.52, within the 10% band below −0.5 but not the incumbent: restored.
-  for step, trained in ((10, 1.0), (20, 1.5), (30, 2.5), (35, 2.48)):
+  # Ratings −2; −1.5 (above −2 but not above −2 + 0.5·2 = −1: kept, not the incumbent); −3
+  # (below −2.2) restores 1.0, not 1.5; at the final step −2.1, within the 10% band: kept,
+  # and the run ends on it.
+  for step, trained in ((10, 1.0), (20, 1.5), (30, 0.0), (35, 0.9)):
     weight.assign(trained)
     outcomes.append((step, trigger(step), float(weight.numpy())))
-  assert outcomes == [(10, 'improved', 1.0), (20, 'kept', 1.5), (30, 'improved', 2.5),
-                      (35, 'restored', 2.5)]
+  assert outcomes == [(10, 'improved', 1.0), (20, 'kept', 1.5), (30, 'restored', 1.0),
+                      (35, 'kept', np.float32(0.9))]
+  assert (float(trigger.best_rating.numpy()), int(trigger.best_step.numpy())) == (-2.0, 10)
 
 
 def test_a_higher_rated_trained_actor_is_adopted_by_the_averaged_one(tmp_path):
@@ -103,37 +105,50 @@ def test_a_higher_rated_trained_actor_is_adopted_by_the_averaged_one(tmp_path):
                                           10, 40, 0.1, trained_act=lambda o: o)
 
 
+_SMALL_MODEL = ['ModelConfig.ensemble_size = 2', 'ModelConfig.hidden_layers = (16,)',
+                'ModelConfig.num_steps = 100', 'ModelConfig.steps_per_call = 100',
+                'ModelConfig.num_rollouts = 8', 'ModelConfig.horizon = 3',
+                'RollbackConfig.tolerance = 0.1']
+_PROBE = np.linspace(-1, 1, 11, dtype=np.float32)[None]  # Hopper observations [1, 11].
+
+
+def _train_with_ratings(root_dir, dataset_dir, monkeypatch, ratings, num_gradient_updates):
+  """small_train_eval (a rating every 40 steps) with `ModelEstimator.rate` answering
+  `ratings` in turn. Returns the rated policies' actions at _PROBE, in rating order, the
+  run's saved policies and a policy loaded from their SavedModel."""
+  actions, ratings = [], iter(ratings)
+  def rate(estimator, act):
+    assert estimator.horizon == 3 and estimator.initial_states.shape == (8, 11)
+    actions.append(act(_PROBE))
+    return ModelRollouts(next(ratings), 3.0)
+  monkeypatch.setattr(model_ope.ModelEstimator, 'rate', rate)
+  small_train_eval(root_dir, dataset_dir, num_gradient_updates=num_gradient_updates,
+                   eval_interval=40, learner_iterations_per_call=40, policy_save_interval=40,
+                   actor_learning_rate=1e-2)
+  saved = select.find_saved_policies(root_dir)
+  policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(saved.saved_model_dir,
+                                                        load_specs_from_pbtxt=True,
+                                                        batch_time_steps=False)
+  return actions, saved, policy
+
+
 @pytest.mark.slow
 def test_train_eval_exports_the_trained_actor_when_it_rates_higher(tmp_path, dataset_dir,
                                                                   monkeypatch):
   """With an averaged actor and rate_trained_actor: at step 40 the trained actor rates 1 and
   the averaged one 0, so the averaged actor takes the trained weights before step 40's
   policies are saved; the exported (averaged) policy then acts as the trained actor did."""
-  gin.parse_config(['ModelConfig.ensemble_size = 2', 'ModelConfig.hidden_layers = (16,)',
-                    'ModelConfig.num_steps = 100', 'ModelConfig.steps_per_call = 100',
-                    'ModelConfig.num_rollouts = 8', 'ModelConfig.horizon = 3',
-                    'RollbackConfig.tolerance = 0.1', 'RollbackConfig.rate_trained_actor = True',
-                    'cql_sac.agents.cql_sac_agent.CqlSacAgent.actor_ema_tau = 0.05'])
-  probe = np.linspace(-1, 1, 11, dtype=np.float32)[None]
-  actions, ratings = [], iter([0.0, 1.0])
-  def rate(unused_estimator, act):
-    actions.append(act(probe))
-    return ModelRollouts(next(ratings), 3.0)
-  monkeypatch.setattr(model_ope.ModelEstimator, 'rate', rate)
+  gin.parse_config(_SMALL_MODEL + [
+      'RollbackConfig.rate_trained_actor = True',
+      'cql_sac.agents.cql_sac_agent.CqlSacAgent.actor_ema_tau = 0.05'])
   root_dir = str(tmp_path / 'run')
-  small_train_eval(root_dir, dataset_dir, num_gradient_updates=40, eval_interval=40,
-                   learner_iterations_per_call=40, policy_save_interval=40,
-                   actor_learning_rate=1e-2)
-  averaged_actions, trained_actions = actions
+  (averaged_actions, trained_actions), saved, policy = _train_with_ratings(
+      root_dir, dataset_dir, monkeypatch, [0.0, 1.0], num_gradient_updates=40)
   assert not np.allclose(averaged_actions, trained_actions, atol=1e-4)
-  saved = select.find_saved_policies(root_dir)
   assert saved.saved_model_dir.endswith('ema_greedy_policy')
-  policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(saved.saved_model_dir,
-                                                        load_specs_from_pbtxt=True,
-                                                        batch_time_steps=False)
   policy.update_from_checkpoint(saved.checkpoints[40])
-  np.testing.assert_allclose(select.greedy_actions(policy, probe), trained_actions, rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(select.greedy_actions(policy, _PROBE), trained_actions,
+                             rtol=1e-5, atol=1e-6)
   ratings = read_scalars(os.path.join(root_dir, 'train'))
   assert ratings['Rollback/trained_actor_model_return'] == [(40, 1.0)]
 
@@ -143,30 +158,15 @@ def test_train_eval_saves_the_restored_actor_at_the_rating_step(tmp_path, datase
                                                                 monkeypatch):
   """Ratings 1 at step 40, then 0 at 80 and 120: the actor of step 40 comes back before the
   step-80 and step-120 policies are saved, so the exported policy acts as step 40's did."""
-  gin.parse_config(['ModelConfig.ensemble_size = 2', 'ModelConfig.hidden_layers = (16,)',
-                    'ModelConfig.num_steps = 100', 'ModelConfig.steps_per_call = 100',
-                    'ModelConfig.num_rollouts = 8', 'ModelConfig.horizon = 3',
-                    'RollbackConfig.tolerance = 0.1'])
-  probe = np.linspace(-1, 1, 11, dtype=np.float32)[None]  # Hopper observations [1, 11].
-  actions, ratings = [], iter([1.0, 0.0, 0.0])
-  def rate(estimator, act):
-    assert estimator.horizon == 3 and estimator.initial_states.shape == (8, 11)
-    actions.append(act(probe))
-    return ModelRollouts(next(ratings), 3.0)
-  monkeypatch.setattr(model_ope.ModelEstimator, 'rate', rate)
+  gin.parse_config(_SMALL_MODEL)
   root_dir = str(tmp_path / 'run')
-  small_train_eval(root_dir, dataset_dir, num_gradient_updates=120, eval_interval=40,
-                   learner_iterations_per_call=40, policy_save_interval=40,
-                   actor_learning_rate=1e-2)
+  actions, saved, policy = _train_with_ratings(root_dir, dataset_dir, monkeypatch,
+                                               [1.0, 0.0, 0.0], num_gradient_updates=120)
   assert len(actions) == 3 and not np.allclose(actions[1], actions[0], atol=1e-4)
-  saved = select.find_saved_policies(root_dir)
-  policy = py_tf_eager_policy.SavedModelPyTFEagerPolicy(saved.saved_model_dir,
-                                                        load_specs_from_pbtxt=True,
-                                                        batch_time_steps=False)
   assert sorted(saved.checkpoints) == [40, 80, 120]
   for step in (80, 120):  # Saved after the restores: step 40's actor.
     policy.update_from_checkpoint(saved.checkpoints[step])
-    np.testing.assert_allclose(select.greedy_actions(policy, probe), actions[0], rtol=1e-5,
+    np.testing.assert_allclose(select.greedy_actions(policy, _PROBE), actions[0], rtol=1e-5,
                                atol=1e-6)
   assert os.path.exists(os.path.join(root_dir, policy_rollback.ROLLBACK_DIR,
                                      policy_rollback.MODEL_DIR, 'model_settings.json'))
