@@ -166,7 +166,7 @@ def _bound_actor_ema_tau(agent_class: type) -> Optional[float]:
   """`actor_ema_tau` as gin binds it for `agent_class` (a `CqlSacAgent` subclass), or None:
   the class's own binding, else its nearest parent's."""
   for cls in agent_class.__mro__:
-    if not (isinstance(cls, type) and issubclass(cls, CqlSacAgent)):
+    if not issubclass(cls, CqlSacAgent):
       continue
     try:
       return gin.query_parameter(f'{cls.__module__}.{cls.__name__}.actor_ema_tau')

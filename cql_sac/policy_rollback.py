@@ -15,12 +15,12 @@ policy, the one exported and evaluated, is the best-rated one within a tolerance
   ranked the policies better than a second one fit apart (session 22,
   benchmarks/results/diagnosis_medium_replay.md).
   With `RollbackConfig.rate_trained_actor` the trained actor's greedy policy is rated too,
-  and R is the higher of the two ratings.
+  R_t.
 * **Incumbent**: the actor weights (trained and averaged) of the best rating so far, R*.
-* **Rollback**: R > R* + margin·|R*| makes the current weights the incumbent (when the trained
-  actor rated higher, the averaged actor first takes its weights, so that the evaluated and
-  exported policy is the rated one); R < R* − tolerance·|R*| assigns the incumbent's weights
-  to the actor (and averaged actor), which goes on training from them; in between, nothing
+* **Rollback**: max(R, R_t) > R* + margin·|R*| makes the current weights the incumbent (when
+  R_t > R, the averaged actor first takes the trained weights, so that the evaluated and
+  exported policy is the rated one); else R < R* − tolerance·|R*| (the evaluated policy's
+  own rating) assigns the incumbent's weights to the actor (and averaged actor), which goes on training from them; in between, nothing
   changes (at the last step too: a policy rated within the tolerance of the best is the one
   exported; ending on the incumbent instead cost HalfCheetah a seed, session 23). The
   critics, temperatures and optimizers are never touched.

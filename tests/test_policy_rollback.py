@@ -100,6 +100,10 @@ def test_a_higher_rated_trained_actor_is_adopted_by_the_averaged_one(tmp_path):
   trained.assign(0.5)  # −3 and −2.5: both far below −0.2.
   assert trigger(30) == 'restored'
   np.testing.assert_allclose((averaged.numpy(), trained.numpy()), (2.8, 5.0))
+  averaged.assign(0.0)
+  trained.assign(2.79)  # −0.21, inside the band, does not save the evaluated policy's −3.
+  assert trigger(40) == 'restored'
+  np.testing.assert_allclose((averaged.numpy(), trained.numpy()), (2.8, 5.0))
   with pytest.raises(ValueError, match='needs adopt_trained'):
     policy_rollback.PolicyRollbackTrigger(_Rating(), lambda o: o, [trained], str(tmp_path),
                                           10, 40, 0.1, trained_act=lambda o: o)
