@@ -510,8 +510,9 @@ class CqlSacAgent(sac_agent.SacAgent):
     """
     if self._ema_actor_network is None:
       raise ValueError('reset_ema_actor needs an averaged actor; set actor_ema_tau.')
-    for ema, trained in zip(self._ema_actor_network.variables, self._actor_network.variables):
-      ema.assign(trained)
+    common.soft_variables_update(self._actor_network.variables,
+                                 self._ema_actor_network.variables, tau=1.0,
+                                 tau_non_trainable=1.0)
 
   def _update_ema_actor(self):
     """w_ema ← (1−τ_π)·w_ema + τ_π·w over the actor's variables (no-op without EMA)."""
